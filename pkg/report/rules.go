@@ -1,0 +1,30 @@
+package report
+
+// ruleDescriptions documents every rule id modelseal emits. Scanners add
+// their rules here; README.md lists the same table.
+var ruleDescriptions = map[string]string{
+	"pickle/dangerous-global":          "A pickle imports a global on the deny list: loading it can run code, reach files or the network.",
+	"pickle/unsafe-global":             "A pickle imports a global that is not on the allowlist: loading it runs code modelseal cannot vouch for.",
+	"pickle/unresolved-global":         "A pickle builds an import from values the scanner cannot resolve to constant strings: treated as dangerous.",
+	"pickle/module-overwrite":          "A pickle changes attributes of a module or class object (BUILD on a global), which redirects later imports.",
+	"pickle/nested-pickle":             "A pickle hands bytes to an unpickler (pickle.loads and friends); the inner pickle is scanned too.",
+	"pickle/frame-mismatch":            "A protocol-4 FRAME length disagrees with the opcodes that follow, a trick that hides opcodes from some parsers.",
+	"pickle/truncated":                 "The pickle stream ends before STOP; a loader runs every opcode before the break.",
+	"pickle/trailing-data":             "Bytes after the last pickle that do not form another pickle.",
+	"pickle/invalid-opcode":            "A byte that is not a pickle opcode, after opcodes a loader would already have run.",
+	"pickle/unsupported-persistent-id": "A pickle uses persistent ids outside a known container; the loader decides what they mean.",
+	"zip/flag-bits":                    "A zip member has general-purpose flag bits (encryption, patched data) that loaders ignore but other tools honour.",
+	"zip/name-mismatch":                "A zip member's local header names a different file than the central directory.",
+	"zip/crc-mismatch":                 "A zip member's data does not match its CRC-32.",
+	"zip/duplicate-name":               "Two zip members share a name; tools disagree on which one is used.",
+	"zip/unsafe-name":                  "A zip member name is absolute or climbs out of the extraction folder.",
+	"archive/depth-limit":              "Containers nest deeper than the limit; the inner members were not scanned.",
+	"archive/member-limit":             "A container has more members than the limit; the rest were not scanned.",
+	"archive/expansion-limit":          "A container expands past the byte budget (decompression bomb?); the rest was not scanned.",
+	"archive/compression-ratio":        "A member's compression ratio exceeds the limit (decompression bomb?); it was not scanned.",
+	"fs/symlink-escape":                "A symbolic link in the model folder points outside it; a loader would follow it.",
+	"fs/broken-symlink":                "A symbolic link in the model folder does not resolve.",
+}
+
+// RuleDescription returns the documented meaning of a rule id, or "".
+func RuleDescription(id string) string { return ruleDescriptions[id] }

@@ -1,0 +1,266 @@
+package scan
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelseal/modelseal/pkg/finding"
+	"github.com/modelseal/modelseal/pkg/policy"
+)
+
+// File is the result of scanning one top-level file.
+type File struct {
+	// Path is the file as named (a command-line argument, or joined below a
+	// folder argument).
+	Path string `json:"path"`
+	// Size is the file's size in bytes.
+	Size int64 `json:"size"`
+	// Formats are the formats recognised in the file, outermost first.
+	Formats []string `json:"formats"`
+	// Findings are what the scanners reported.
+	Findings []finding.Finding `json:"findings"`
+	// Errors are streams that could not be (fully) scanned.
+	Errors []Problem `json:"errors"`
+	// Unscanned are streams deliberately not scanned (unknown format).
+	Unscanned []Problem `json:"unscanned"`
+	// Duration is how long the scan of the file took.
+	Duration time.Duration `json:"-"`
+}
+
+// Result is a whole run.
+type Result struct {
+	Files []File `json:"files"`
+	// Bytes is the total size of the top-level files scanned.
+	Bytes int64 `json:"bytes"`
+	// Duration is the wall time of the run.
+	Duration time.Duration `json:"-"`
+}
+
+// Findings returns every finding of the run, in file order.
+func (r *Result) Findings() []finding.Finding {
+	var out []finding.Finding
+	for _, f := range r.Files {
+		out = append(out, f.Findings...)
+	}
+	return out
+}
+
+// Exit codes of a scan.
+const (
+	ExitClean    = 0 // nothing at or above the threshold, every file scanned
+	ExitFindings = 1 // a finding at or above the threshold
+	ExitError    = 2 // a file or member could not be scanned
+)
+
+// ExitCode returns 1 when any finding is at or above failOn, else 2 when any
+// stream could not be scanned, else 0. A file that is both broken and
+// malicious therefore exits 1: the error never hides the finding.
+func (r *Result) ExitCode(failOn finding.Severity) int {
+	code := ExitClean
+	for _, f := range r.Files {
+		for _, x := range f.Findings {
+			if x.Severity >= failOn {
+				return ExitFindings
+			}
+		}
+		if len(f.Errors) > 0 {
+			code = ExitError
+		}
+	}
+	return code
+}
+
+// Options configure a run. Scanners is required; the rest have defaults.
+type Options struct {
+	// Scanners in the order they are tried (see scanners/all).
+	Scanners []Scanner
+	// Policy judges globals and rules (default policy.Default()).
+	Policy *policy.Policy
+	// Limits bound each top-level file.
+	Limits Limits
+	// Workers is how many files are scanned at once (default GOMAXPROCS).
+	Workers int
+	// Progress, when set, is called after each file with the count done,
+	// the total and the file's size.
+	Progress func(done, total int, size int64)
+}
+
+type job struct {
+	path string // as displayed
+	real string // what to open
+	size int64
+}
+
+// Run scans the given files and folders. Folders are walked recursively;
+// every regular file is sniffed, none is skipped for its name. A symbolic
+// link is followed only when it resolves inside the folder being walked. Run
+// returns an error only when the context ends; unreadable paths are recorded
+// as errors in the result.
+func Run(ctx context.Context, paths []string, opts Options) (*Result, error) {
+	if opts.Policy == nil {
+		opts.Policy = policy.Default()
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	start := time.Now()
+	res := &Result{}
+	var jobs []job
+	for _, p := range paths {
+		jobs = append(jobs, collect(p, res)...)
+	}
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].path < jobs[j].path })
+
+	files := make([]File, len(jobs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var mu sync.Mutex
+	done := 0
+	for w := 0; w < min(workers, max(len(jobs), 1)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				files[i] = ScanFile(ctx, jobs[i].path, jobs[i].real, opts)
+				if opts.Progress != nil {
+					mu.Lock()
+					done++
+					opts.Progress(done, len(jobs), jobs[i].size)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for i := range jobs {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res.Files = append(res.Files, files...)
+	sort.SliceStable(res.Files, func(i, j int) bool { return res.Files[i].Path < res.Files[j].Path })
+	for _, f := range files {
+		res.Bytes += f.Size
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+// collect lists the regular files under p. Problems (a missing path, a
+// symlink out of the folder, a special file) go into res as files of their
+// own, so nothing is skipped silently.
+func collect(p string, res *Result) []job {
+	st, err := os.Stat(p)
+	if err != nil {
+		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: err.Error()}}})
+		return nil
+	}
+	if !st.IsDir() {
+		if !st.Mode().IsRegular() {
+			res.Files = append(res.Files, File{Path: p, Unscanned: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: "not a regular file (" + st.Mode().Type().String() + ")"}}})
+			return nil
+		}
+		return []job{{path: p, real: p, size: st.Size()}}
+	}
+	root, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: err.Error()}}})
+		return nil
+	}
+	root, _ = filepath.Abs(root)
+	var out []job
+	walkErr := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+		loc := finding.Location{Path: path, Offset: -1}
+		if err != nil {
+			res.Files = append(res.Files, File{Path: path, Errors: []Problem{{Location: loc, Message: err.Error()}}})
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		switch t := d.Type(); {
+		case t.IsDir():
+			return nil
+		case t&fs.ModeSymlink != 0:
+			target, err := filepath.EvalSymlinks(path)
+			if err != nil {
+				res.Files = append(res.Files, File{Path: path, Findings: []finding.Finding{{Rule: "fs/broken-symlink", Severity: finding.Low, Location: loc,
+					Message: "symbolic link does not resolve: " + err.Error()}}})
+				return nil
+			}
+			abs, _ := filepath.Abs(target)
+			if !within(root, abs) {
+				res.Files = append(res.Files, File{Path: path, Findings: []finding.Finding{{Rule: "fs/symlink-escape", Severity: finding.High, Location: loc,
+					Message:  fmt.Sprintf("symbolic link points outside the scanned folder, to %s; a loader would read it, the scanner does not follow it", target),
+					Evidence: map[string]string{"target": target}}}})
+				return nil
+			}
+			st, err := os.Stat(abs)
+			if err != nil || !st.Mode().IsRegular() {
+				res.Files = append(res.Files, File{Path: path, Unscanned: []Problem{{Location: loc, Message: "symbolic link to a folder or special file inside the scanned folder; not followed"}}})
+				return nil
+			}
+			out = append(out, job{path: path, real: abs, size: st.Size()})
+		case t.IsRegular():
+			info, err := d.Info()
+			if err != nil {
+				res.Files = append(res.Files, File{Path: path, Errors: []Problem{{Location: loc, Message: err.Error()}}})
+				return nil
+			}
+			out = append(out, job{path: path, real: path, size: info.Size()})
+		default:
+			res.Files = append(res.Files, File{Path: path, Unscanned: []Problem{{Location: loc, Message: "not a regular file (" + t.String() + ")"}}})
+		}
+		return nil
+	})
+	if walkErr != nil {
+		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: walkErr.Error()}}})
+	}
+	return out
+}
+
+func within(root, p string) bool {
+	return p == root || strings.HasPrefix(p, root+string(filepath.Separator))
+}
+
+// ScanFile scans one file: display is the name used in findings, real the
+// path opened.
+func ScanFile(ctx context.Context, display, real string, opts Options) File {
+	start := time.Now()
+	file := File{Path: display}
+	loc := finding.Location{Path: display, Offset: -1}
+	f, err := os.Open(real)
+	if err != nil {
+		file.Errors = append(file.Errors, Problem{Location: loc, Message: err.Error()})
+		return file
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		file.Errors = append(file.Errors, Problem{Location: loc, Message: err.Error()})
+		return file
+	}
+	file.Size = st.Size()
+	env := NewEnv(opts.Policy, opts.Limits, opts.Scanners, &file)
+	if err := env.Dispatch(ctx, Input{R: f, Size: st.Size(), Loc: loc, Name: filepath.Base(display)}); err != nil {
+		env.Fail(loc, err)
+	}
+	file.Duration = time.Since(start)
+	return file
+}
