@@ -6,9 +6,12 @@ package all
 
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/scanners/pickle"
 )
 
 // Scanners returns a fresh list of every scanner, most specific first.
 func Scanners() []scan.Scanner {
-	return []scan.Scanner{}
+	return []scan.Scanner{
+		pickle.Scanner{},
+	}
 }
