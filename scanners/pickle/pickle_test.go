@@ -114,7 +114,7 @@ func TestAnalyze(t *testing.T) {
 			data: asm("c_pickle\nloads\n(c_codecs\nencode\n(Vcos\\u000asystem\\u000a(S'x'\\u000atR.\nS'latin1'\ntRtR.")},
 		{name: "nested pickle via base64",
 			globals: []string{"pickle.loads", "os.system"}, rules: []string{"pickle/nested-pickle"}, maxSev: finding.Critical,
-			data: asm("cpickle\nloads\n(cbase64\nb64decode\n(S'"+base64.StdEncoding.EncodeToString([]byte("cos\nsystem\n(S'x'\ntR."))+"'\ntRtR.")},
+			data: asm("cpickle\nloads\n(cbase64\nb64decode\n(S'" + base64.StdEncoding.EncodeToString([]byte("cos\nsystem\n(S'x'\ntR.")) + "'\ntRtR.")},
 		{name: "nested pickle in bytes", globals: []string{"pickle.loads", "builtins.eval"}, maxSev: finding.Critical,
 			data: asm(0x80, 4, su("pickle"), su("loads"), opStackGlobal, sb(asm(0x80, 4, evalCall)), opTuple1, opReduce, opStop)},
 		{name: "module overwrite", rules: []string{"pickle/module-overwrite"}, maxSev: finding.Critical,
