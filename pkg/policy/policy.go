@@ -231,54 +231,48 @@ func (p *Policy) Global(module, name string) Verdict {
 		return v
 	}
 	parts := strings.Split(full, ".")
-	for i := len(parts) - 1; i >= 1; i-- {
-		prefix := strings.Join(parts[:i], ".")
-		if reason, ok := p.allowPrefix[prefix]; ok && !p.deniedBelow(parts, i) {
-			v.Safe, v.Matched, v.Reason = true, prefix+".*", reason
-			return v
-		}
-	}
 	v.Severity = finding.Medium
 	v.Reason = "not on the allowlist: importing and calling it runs code the scanner cannot vouch for"
+	// denyDepth is how many leading components the deciding deny entry
+	// covers; an attribute walk or dunder counts as deeper than any prefix.
+	denyDepth := 0
 	for i := 1; i <= len(parts); i++ {
 		prefix := strings.Join(parts[:i], ".")
 		if r, ok := p.deny[prefix]; ok && (v.Matched == "" || r.severity > v.Severity) {
 			v.Severity, v.Matched, v.Reason = r.severity, prefix, r.reason
+			denyDepth = i
 		}
 	}
-	// An attribute walk through a name ("pathlib" + "os.system") reaches the
-	// attribute's own module: check every suffix that starts inside the name.
-	nameStart := 1
-	if module != "" {
-		nameStart = len(strings.Split(Canonical(module), "."))
-	}
-	for k := max(nameStart, 1); k < len(parts); k++ {
+	// An attribute walk ("pathlib" + "os.system") reaches the attribute's
+	// own module, so every run of components is checked, as fickling does,
+	// wherever it starts.
+	for k := 1; k < len(parts); k++ {
 		for j := k + 1; j <= len(parts); j++ {
 			prefix := strings.Join(parts[k:j], ".")
-			if r, ok := p.deny[prefix]; ok && r.severity > v.Severity {
+			if r, ok := p.deny[prefix]; ok && (r.severity > v.Severity || v.Matched == "") {
 				v.Severity, v.Matched = r.severity, prefix
 				v.Reason = "attribute walk reaches " + prefix + ": " + r.reason
+				denyDepth = len(parts) + 1
 			}
 		}
 	}
 	for _, c := range parts[1:] {
-		if dunders[c] && v.Severity < finding.Critical {
+		if dunders[c] {
 			v.Severity, v.Matched = finding.Critical, c
 			v.Reason = "dotted name walks through " + c + ", which reaches any object"
+			denyDepth = len(parts) + 1
+			break
+		}
+	}
+	// An allowed prefix ("torch.nn.modules.*") covers what no deeper deny
+	// entry, attribute walk or dunder claims.
+	for i := len(parts) - 1; i >= 1; i-- {
+		prefix := strings.Join(parts[:i], ".")
+		if reason, ok := p.allowPrefix[prefix]; ok && denyDepth <= i {
+			return Verdict{Safe: true, Canonical: full, Matched: prefix + ".*", Reason: reason}
 		}
 	}
 	return v
-}
-
-// deniedBelow reports whether a deny entry sits between an allowed prefix
-// parts[:i] and the full name.
-func (p *Policy) deniedBelow(parts []string, i int) bool {
-	for j := i + 1; j <= len(parts); j++ {
-		if _, ok := p.deny[strings.Join(parts[:j], ".")]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // Apply changes a finding's severity as the policy's rule overrides say, and
