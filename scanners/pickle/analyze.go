@@ -97,6 +97,13 @@ type machine struct {
 	captured int64
 	opStart  int64
 	imports  map[string]bool
+	scalars  *scalars
+}
+
+// scalars are the shared immutable values of one analysis.
+type scalars struct {
+	none, t, f value
+	ints       [256]*value
 }
 
 // Analyze decodes pickles from r and reports findings to env at locations
@@ -115,7 +122,8 @@ func Analyze(ctx context.Context, r io.Reader, in scan.Input, base int64, env *s
 
 func analyze(ctx context.Context, rd *reader, in scan.Input, base int64, env *scan.Env, opts Options) (Summary, error) {
 	m := &machine{ctx: ctx, rd: rd, in: in, base: base, env: env, opts: opts, sum: &Summary{},
-		memo: map[int64]*value{}, frameEnd: -1, reported: map[string]bool{}, imports: map[string]bool{}}
+		memo: map[int64]*value{}, frameEnd: -1, reported: map[string]bool{}, imports: map[string]bool{},
+		scalars: &scalars{none: value{k: kNone}, t: value{k: kBool, n: 1}, f: value{k: kBool}}}
 	startPos := rd.pos
 	err := m.run()
 	m.sum.Consumed = rd.pos - startPos
@@ -193,6 +201,30 @@ func (m *machine) report(rule string, sev finding.Severity, pos int64, msg, glob
 	m.pending = append(m.pending, finding.Finding{Rule: rule, Severity: sev, Location: m.loc(pos), Message: msg, Global: global, Evidence: ev})
 }
 
+// val returns a value. Scalars are never changed after they are made, so
+// None, booleans and small ints are shared: a real pickle is mostly these.
+func (m *machine) val(v value) *value {
+	switch {
+	case v.k == kNone && v.n == 0:
+		return &m.scalars.none
+	case v.k == kBool && v.n == 0:
+		return &m.scalars.f
+	case v.k == kBool && v.n == 1:
+		return &m.scalars.t
+	case v.k == kInt && v.n >= 0 && v.n < int64(len(m.scalars.ints)):
+		p := m.scalars.ints[v.n]
+		if p == nil {
+			p = new(value)
+			*p = v
+			m.scalars.ints[v.n] = p
+		}
+		return p
+	}
+	p := new(value)
+	*p = v
+	return p
+}
+
 func (m *machine) push(v *value) error {
 	if len(m.stack) >= maxStack {
 		return fmt.Errorf("stack deeper than %d", maxStack)
@@ -248,7 +280,7 @@ func keep(items []*value) []*value {
 
 // text builds a str or bytes value, keeping its content within budget.
 func (m *machine) text(k kind, b []byte, n int64) *value {
-	v := &value{k: k, n: n}
+	v := m.val(value{k: k, n: n})
 	if b != nil && int64(len(b)) == n && m.captured+n <= maxCapture {
 		v.s, v.full = string(b), true
 		m.captured += n
@@ -361,7 +393,7 @@ func (m *machine) step(op byte) (bool, error) {
 		if _, err := strconv.ParseFloat(strings.TrimSpace(string(l)), 64); err != nil && !isRangeErr(err) {
 			return false, fmt.Errorf("FLOAT: bad value %q", l)
 		}
-		return false, m.push(&value{k: kFloat})
+		return false, m.push(m.val(value{k: kFloat}))
 	case opInt:
 		l, err := m.rd.line()
 		if err != nil {
@@ -369,7 +401,7 @@ func (m *machine) step(op byte) (bool, error) {
 		}
 		s := string(l)
 		if s == "00" || s == "01" {
-			return false, m.push(&value{k: kBool, n: int64(s[1] - '0')})
+			return false, m.push(m.val(value{k: kBool, n: int64(s[1] - '0')}))
 		}
 		return false, m.pushIntText(s, "INT")
 	case opLong:
@@ -383,19 +415,19 @@ func (m *machine) step(op byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kInt, n: int64(int32(binary.LittleEndian.Uint32(b)))})
+		return false, m.push(m.val(value{k: kInt, n: int64(int32(binary.LittleEndian.Uint32(b)))}))
 	case opBinInt1:
 		b, err := m.rd.small(1)
 		if err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kInt, n: int64(b[0])})
+		return false, m.push(m.val(value{k: kInt, n: int64(b[0])}))
 	case opBinInt2:
 		b, err := m.rd.small(2)
 		if err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kInt, n: int64(binary.LittleEndian.Uint16(b))})
+		return false, m.push(m.val(value{k: kInt, n: int64(binary.LittleEndian.Uint16(b))}))
 	case opLong1, opLong4:
 		var n int64
 		if op == opLong1 {
@@ -418,20 +450,22 @@ func (m *machine) step(op byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		iv := &value{k: kInt}
+		iv := m.val(value{k: kInt})
 		if v.full && n <= 8 {
 			iv.n = signExtend([]byte(v.s))
 		}
 		return false, m.push(iv)
 	case opNone:
-		return false, m.push(&value{k: kNone})
-	case opNewTrue, opNewFalse:
-		return false, m.push(&value{k: kBool})
+		return false, m.push(m.val(value{k: kNone}))
+	case opNewTrue:
+		return false, m.push(m.val(value{k: kBool, n: 1}))
+	case opNewFalse:
+		return false, m.push(m.val(value{k: kBool}))
 	case opBinFloat:
 		if _, err := m.rd.small(8); err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kFloat})
+		return false, m.push(m.val(value{k: kFloat}))
 	case opString:
 		l, err := m.rd.line()
 		if err != nil {
@@ -503,27 +537,27 @@ func (m *machine) step(op byte) (bool, error) {
 		if len(items)%2 != 0 {
 			return false, errors.New("odd number of items for DICT")
 		}
-		return false, m.push(&value{k: kDict, items: keep(items)})
+		return false, m.push(m.val(value{k: kDict, items: keep(items)}))
 	case opEmptyDict:
-		return false, m.push(&value{k: kDict})
+		return false, m.push(m.val(value{k: kDict}))
 	case opEmptyList:
-		return false, m.push(&value{k: kList})
+		return false, m.push(m.val(value{k: kList}))
 	case opEmptyTuple:
-		return false, m.push(&value{k: kTuple})
+		return false, m.push(m.val(value{k: kTuple}))
 	case opEmptySet:
-		return false, m.push(&value{k: kSet})
+		return false, m.push(m.val(value{k: kSet}))
 	case opList:
 		items, err := m.popMark()
 		if err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kList, items: keep(items)})
+		return false, m.push(m.val(value{k: kList, items: keep(items)}))
 	case opTuple:
 		items, err := m.popMark()
 		if err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kTuple, items: keep(items)})
+		return false, m.push(m.val(value{k: kTuple, items: keep(items)}))
 	case opTuple1, opTuple2, opTuple3:
 		n := int(op-opTuple1) + 1
 		items := make([]*value, n)
@@ -534,12 +568,12 @@ func (m *machine) step(op byte) (bool, error) {
 			}
 			items[i] = v
 		}
-		return false, m.push(&value{k: kTuple, items: items})
+		return false, m.push(m.val(value{k: kTuple, items: items}))
 	case opFrozenSet:
 		if _, err := m.popMark(); err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kSet})
+		return false, m.push(m.val(value{k: kSet}))
 	case opAddItems:
 		if _, err := m.popMark(); err != nil {
 			return false, err
@@ -677,14 +711,14 @@ func (m *machine) step(op byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		return false, m.push(&value{k: kPID, args: m.text(kStr, l, int64(len(l)))})
+		return false, m.push(m.val(value{k: kPID, args: m.text(kStr, l, int64(len(l)))}))
 	case opBinPersID:
 		pid, err := m.pop()
 		if err != nil {
 			return false, err
 		}
 		m.notePID(pid)
-		return false, m.push(&value{k: kPID, args: pid})
+		return false, m.push(m.val(value{k: kPID, args: pid}))
 	case opExt1, opExt2, opExt4:
 		n := map[byte]int{opExt1: 1, opExt2: 2, opExt4: 4}[op]
 		b, err := m.rd.small(n)
@@ -695,9 +729,9 @@ func (m *machine) step(op byte) (bool, error) {
 		m.effects = true
 		m.report("pickle/unresolved-global", finding.High, m.opStart,
 			fmt.Sprintf("%s %d imports whatever copyreg's extension registry maps that code to; the scanner cannot know it", opName(op), code), "", nil)
-		return false, m.push(&value{k: kGlobal, s: fmt.Sprintf("<extension %d>", code), unresolved: true})
+		return false, m.push(m.val(value{k: kGlobal, s: fmt.Sprintf("<extension %d>", code), unresolved: true}))
 	case opNextBuffer:
-		return false, m.push(&value{k: kBytes})
+		return false, m.push(m.val(value{k: kBytes}))
 	case opReadonlyBuffer:
 		_, err := m.top()
 		return false, err
@@ -725,7 +759,7 @@ func signExtend(b []byte) int64 {
 
 func (m *machine) pushIntText(s, what string) error {
 	s = strings.TrimSpace(s)
-	v := &value{k: kInt}
+	v := m.val(value{k: kInt})
 	if n, err := strconv.ParseInt(s, 0, 64); err == nil {
 		v.n = n
 	} else if _, ok := new(big.Int).SetString(s, 0); !ok {
@@ -918,7 +952,7 @@ func (m *machine) stackGlobal(mod, name *value) error {
 	desc := mod.describe() + " . " + name.describe()
 	m.report("pickle/unresolved-global", finding.Critical, m.opStart,
 		"STACK_GLOBAL imports a name built from values the scanner cannot resolve to constant strings ("+desc+")", desc, nil)
-	return m.push(&value{k: kGlobal, s: desc, unresolved: true})
+	return m.push(m.val(value{k: kGlobal, s: desc, unresolved: true}))
 }
 
 // importGlobal judges an import by the policy and returns its value.

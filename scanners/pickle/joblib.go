@@ -25,7 +25,7 @@ func (m *machine) joblibArray(wrapper, state *value) error {
 	if object {
 		sub := &machine{ctx: m.ctx, rd: m.rd, in: m.in, base: m.base, env: m.env,
 			opts: Options{MaxPickles: 1, Depth: m.opts.Depth}, sum: &Summary{}, memo: map[int64]*value{},
-			frameEnd: -1, reported: m.reported, imports: m.imports, captured: m.captured}
+			frameEnd: -1, reported: m.reported, imports: m.imports, captured: m.captured, scalars: m.scalars}
 		err := sub.run()
 		m.pending = append(m.pending, sub.pending...)
 		m.sum.Imports = append(m.sum.Imports, sub.sum.Imports...)

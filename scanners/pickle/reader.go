@@ -27,7 +27,11 @@ type reader struct {
 }
 
 func newReader(src io.Reader, size int64) *reader {
-	rd := &reader{src: src, buf: make([]byte, 64<<10), left: -1}
+	n := 64 << 10
+	if size >= 0 && size < int64(n) {
+		n = max(int(size), 16) // a small stream needs no large buffer
+	}
+	rd := &reader{src: src, buf: make([]byte, n), left: -1}
 	if s, ok := src.(io.Seeker); ok && size >= 0 {
 		rd.seeker = s
 	}
