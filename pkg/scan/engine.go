@@ -31,6 +31,11 @@ type File struct {
 	Errors []Problem `json:"errors"`
 	// Unscanned are streams deliberately not scanned (unknown format).
 	Unscanned []Problem `json:"unscanned"`
+	// Metadata holds facts scanners read from the file for the BOM and
+	// reports, under keys named by format ("safetensors.tensors",
+	// "gguf.general.architecture", "onnx.producer"). Members of containers
+	// prefix the member path ("archive/data.pkl:pickle.imports").
+	Metadata map[string]any `json:"metadata,omitempty"`
 	// Duration is how long the scan of the file took.
 	Duration time.Duration `json:"-"`
 }

@@ -116,6 +116,18 @@ func (e *Env) Noted(format string) {
 	e.file.Formats = append(e.file.Formats, format)
 }
 
+// SetMeta records a fact about the stream in for the file's Metadata. For
+// a member of a container the key is prefixed with the member path and ":".
+func (e *Env) SetMeta(in Input, key string, v any) {
+	if e.file.Metadata == nil {
+		e.file.Metadata = map[string]any{}
+	}
+	if m := in.Loc.Member(); m != "" {
+		key = m + ":" + key
+	}
+	e.file.Metadata[key] = v
+}
+
 // Dispatch picks the scanner for in by content and runs it. A stream no
 // scanner recognises is recorded as not scanned. Errors are recorded, not
 // returned, unless the context is done.

@@ -10,6 +10,7 @@ package pickle
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/modelseal/modelseal/pkg/scan"
@@ -31,6 +32,11 @@ func (Scanner) Match(head []byte, size int64) bool {
 
 // Scan implements scan.Scanner.
 func (Scanner) Scan(ctx context.Context, in scan.Input, env *scan.Env) error {
-	_, err := Analyze(ctx, io.NewSectionReader(in.R, 0, in.Size), in, 0, env, Options{})
+	sum, err := Analyze(ctx, io.NewSectionReader(in.R, 0, in.Size), in, 0, env, Options{})
+	if err == nil || !errors.Is(err, ErrNotPickle) {
+		env.SetMeta(in, "pickle.imports", sum.Imports)
+		env.SetMeta(in, "pickle.protocol", sum.Protocol)
+		env.SetMeta(in, "pickle.count", sum.Pickles)
+	}
 	return err
 }
