@@ -199,6 +199,11 @@ type Verdict struct {
 	Severity finding.Severity
 	// Canonical is the global with module aliases folded.
 	Canonical string
+	// Resolved is what an attribute walk in the name reaches, when the
+	// scanner can tell ("pathlib.os.system" reaches "os.system",
+	// "builtins.print.__self__.eval" reaches "builtins.eval"); otherwise it
+	// equals Canonical.
+	Resolved string
 	// Matched is the list entry that decided (empty for the default).
 	Matched string
 	// Reason explains the verdict.
@@ -225,7 +230,7 @@ func (p *Policy) Global(module, name string) Verdict {
 	if module == "" {
 		full = Canonical(name)
 	}
-	v := Verdict{Canonical: full}
+	v := Verdict{Canonical: full, Resolved: p.resolve(module, full)}
 	if reason, ok := p.allowExact[full]; ok {
 		v.Safe, v.Matched, v.Reason = true, full, reason
 		return v
@@ -273,6 +278,25 @@ func (p *Policy) Global(module, name string) Verdict {
 		}
 	}
 	return v
+}
+
+// resolve follows the attribute walks the scanner can see through: a
+// builtin function's __self__ is its module, and a run of components that
+// starts with a module name on the deny list is that module's attribute.
+func (p *Policy) resolve(module, full string) string {
+	parts := strings.Split(full, ".")
+	for i := 2; i < len(parts)-1; i++ {
+		if parts[i] == "__self__" && module != "" {
+			return p.resolve("", Canonical(module)+"."+strings.Join(parts[i+1:], "."))
+		}
+	}
+	for k := 1; k < len(parts)-1; k++ {
+		first := Canonical(parts[k])
+		if _, ok := p.deny[first]; ok && !strings.HasPrefix(parts[k], "__") {
+			return Canonical(strings.Join(parts[k:], "."))
+		}
+	}
+	return full
 }
 
 // Apply changes a finding's severity as the policy's rule overrides say, and

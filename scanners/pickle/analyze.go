@@ -98,6 +98,11 @@ type machine struct {
 	opStart  int64
 	imports  map[string]bool
 	scalars  *scalars
+	// extra counts bytes the current opcode consumed that are not its
+	// operands (joblib array data): frames do not cover them.
+	extra int64
+	// framed is set once the pickle has used FRAME.
+	framed bool
 }
 
 // scalars are the shared immutable values of one analysis.
@@ -177,10 +182,8 @@ func (m *machine) run() error {
 			m.report("pickle/trailing-data", finding.Low, start, msg+" ("+err.Error()+")", "", nil)
 			return nil
 		}
-		if errors.Is(err, errTruncated) {
-			m.report("pickle/truncated", finding.Low, m.opStart,
-				"the pickle stream ends before STOP; a loader runs every opcode before the break", "", nil)
-		}
+		m.report("pickle/truncated", finding.Low, m.opStart,
+			"the pickle stream breaks before STOP ("+err.Error()+"); a loader runs every opcode before the break", "", nil)
 		return fmt.Errorf("pickle at byte %d: %w", m.base+m.opStart, err)
 	}
 }
@@ -323,6 +326,7 @@ func (m *machine) one() error {
 	m.marks = m.marks[:0]
 	clear(m.memo)
 	m.frameEnd = -1
+	m.framed = false
 	for n := 0; ; n++ {
 		if n&0xfff == 0 {
 			if err := m.ctx.Err(); err != nil {
@@ -337,15 +341,22 @@ func (m *machine) one() error {
 			}
 			return err
 		}
+		if m.framed && m.frameEnd < 0 && op != opFrame && !largeOperand(op) {
+			// The pickler frames every opcode but large str/bytes, so an
+			// opcode outside any frame means the FRAME lengths were forged.
+			m.report("pickle/frame-mismatch", finding.Medium, m.opStart,
+				fmt.Sprintf("opcode %s follows the end of its FRAME without a new one: the frame lengths do not describe the opcodes", opName(op)), "", nil)
+		}
+		m.extra = 0
 		stop, err := m.step(op)
 		if err != nil {
 			return err
 		}
-		if m.frameEnd >= 0 {
+		if end := m.rd.pos - m.extra; m.frameEnd >= 0 {
 			switch {
-			case m.rd.pos == m.frameEnd:
+			case end == m.frameEnd:
 				m.frameEnd = -1
-			case m.opStart < m.frameEnd && m.rd.pos > m.frameEnd:
+			case m.opStart < m.frameEnd && end > m.frameEnd:
 				m.report("pickle/frame-mismatch", finding.Medium, m.opStart,
 					fmt.Sprintf("opcode %s crosses the end of its FRAME at byte %d: parsers disagree on what this stream contains", opName(op), m.base+m.frameEnd), "", nil)
 				m.frameEnd = -1
@@ -699,6 +710,7 @@ func (m *machine) step(op byte) (bool, error) {
 			m.report("pickle/frame-mismatch", finding.Medium, m.opStart,
 				"a FRAME starts before the previous frame ends: parsers disagree on what this stream contains", "", nil)
 		}
+		m.framed = true
 		if r := m.rd.remaining(); r >= 0 && n > uint64(r) {
 			m.report("pickle/frame-mismatch", finding.Medium, m.opStart,
 				fmt.Sprintf("FRAME of %d bytes runs past the end of the stream (%d bytes left)", n, r), "", nil)
@@ -972,12 +984,12 @@ func (m *machine) importGlobal(mod, name, via string) *value {
 			rule = "pickle/dangerous-global"
 		}
 		written := mod + "." + name
-		msg := fmt.Sprintf("imports %s", v.Canonical)
-		if written != v.Canonical {
+		msg := fmt.Sprintf("imports %s", v.Resolved)
+		if written != v.Resolved {
 			msg += " (written " + written + ")"
 		}
 		msg += ": " + v.Reason
-		m.report(rule, v.Severity, m.opStart, msg, v.Canonical, map[string]string{"opcode": via, "module": mod, "name": name})
+		m.report(rule, v.Severity, m.opStart, msg, v.Resolved, map[string]string{"opcode": via, "module": mod, "name": name})
 	}
 	return &value{k: kGlobal, s: v.Canonical, raw: mod + "." + name}
 }
@@ -1158,4 +1170,14 @@ func identifier(s string) bool {
 		}
 	}
 	return true
+}
+
+// largeOperand reports whether op may carry a str/bytes operand that the
+// pickler writes outside frames (Pickler._write_large_bytes).
+func largeOperand(op byte) bool {
+	switch op {
+	case opBinBytes, opBinBytes8, opBinUnicode, opBinUnicode8, opByteArray8, opBinString:
+		return true
+	}
+	return false
 }

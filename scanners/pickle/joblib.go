@@ -15,6 +15,8 @@ import (
 // arrays, a whole pickle of its own, which is analysed like any other.
 func (m *machine) joblibArray(wrapper, state *value) error {
 	m.sum.Joblib = true
+	start := m.rd.pos
+	defer func() { m.extra += m.rd.pos - start }()
 	// joblib's load_build replaces the wrapper with the array it reads.
 	m.stack[len(m.stack)-1] = &value{k: kCall, fn: &value{k: kGlobal, s: "numpy.ndarray"}}
 	dtype := state.get("dtype")
