@@ -89,4 +89,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 // own in an init-free way by appearing here.
 var commands = []func(stdout, stderr io.Writer) *cobra.Command{
 	newScanCmd,
+	newHashCmd,
+	newSignCmd,
+	newVerifyCmd,
+	newOMSCmd,
 }
