@@ -247,9 +247,10 @@ func FuzzAnalyze(f *testing.F) {
 	f.Add(asm(0x80, 4, opFrame, u64(20), su("builtins"), su("eval"), opStackGlobal, opMemoize, opStop))
 	f.Add(asm(0x80, 2, "cjoblib.numpy_pickle\nNumpyArrayWrapper\n)R}b."))
 	f.Add([]byte("(lp0\nVa\np1\naVb\np2\na."))
+	pol := policy.Default()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var file scan.File
-		env := scan.NewEnv(policy.Default(), scan.Limits{}, []scan.Scanner{Scanner{}}, &file)
+		env := scan.NewEnv(pol, scan.Limits{}, []scan.Scanner{Scanner{}}, &file)
 		in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "f", Offset: -1}}
 		_ = env.Dispatch(context.Background(), in)
 		for _, x := range file.Findings {
