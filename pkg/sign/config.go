@@ -43,10 +43,19 @@ func ParseTrustConfig(data []byte) (*root.SigningConfig, *root.TrustedRoot, erro
 	var tc struct {
 		MediaType     string          `json:"mediaType"`
 		SigningConfig json.RawMessage `json:"signingConfig"`
+		SigningConfg2 json.RawMessage `json:"signing_config"`
 		TrustedRoot   json.RawMessage `json:"trustedRoot"`
+		TrustedRoot2  json.RawMessage `json:"trusted_root"`
 	}
 	if err := json.Unmarshal(data, &tc); err != nil {
 		return nil, nil, fmt.Errorf("trust config: %w", err)
+	}
+	// protojson accepts both the JSON and the proto field names.
+	if tc.SigningConfig == nil {
+		tc.SigningConfig = tc.SigningConfg2
+	}
+	if tc.TrustedRoot == nil {
+		tc.TrustedRoot = tc.TrustedRoot2
 	}
 	if tc.SigningConfig == nil {
 		sc, err := root.NewSigningConfigFromJSON(data)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+
 	"github.com/modelseal/modelseal/pkg/digest"
 	"github.com/modelseal/modelseal/pkg/modelfs"
 	"github.com/modelseal/modelseal/pkg/oms"
@@ -129,4 +131,34 @@ func Compare(ctx context.Context, modelPath string, signed *oms.Manifest, opts O
 		return r, &MismatchError{Diff: diff}
 	}
 	return r, nil
+}
+
+// ModelEntity verifies a model against a keyless signature that is already
+// a sigstore-go signed entity (a bundle fetched from a registry, or a test
+// entity from sigstore-go's virtual Sigstore).
+func ModelEntity(ctx context.Context, modelPath string, e sgverify.SignedEntity, v *SigstoreVerifier, opts Options) (*Result, error) {
+	if err := v.VerifyEntity(e); err != nil {
+		return nil, err
+	}
+	sc, err := e.SignatureContent()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBundle, err)
+	}
+	env := sc.EnvelopeContent()
+	if env == nil {
+		return nil, fmt.Errorf("%w: not a DSSE envelope", ErrBundle)
+	}
+	raw := env.RawEnvelope()
+	if raw.PayloadType != oms.PayloadType {
+		return nil, fmt.Errorf("%w: payload type %q", ErrBundle, raw.PayloadType)
+	}
+	payload, err := raw.DecodeB64Payload()
+	if err != nil {
+		return nil, fmt.Errorf("%w: payload: %v", ErrBundle, err)
+	}
+	signed, err := oms.ParseStatement(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: signed statement: %w", ErrFailed, err)
+	}
+	return Compare(ctx, modelPath, signed, opts)
 }
