@@ -7,11 +7,13 @@ package all
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
 	"github.com/modelseal/modelseal/scanners/pickle"
+	"github.com/modelseal/modelseal/scanners/zipscan"
 )
 
 // Scanners returns a fresh list of every scanner, most specific first.
 func Scanners() []scan.Scanner {
 	return []scan.Scanner{
+		zipscan.New(),
 		pickle.Scanner{},
 	}
 }
