@@ -515,8 +515,8 @@ func (m *machine) step(op byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		for _, v := range items {
-			m.appendTo(l, v)
+		if l.k == kList {
+			l.items = append(l.items, items[:min(len(items), max(maxItems-len(l.items), 0))]...)
 		}
 	case opBuild:
 		state, err := m.pop()
@@ -741,7 +741,7 @@ func (m *machine) step(op byte) (bool, error) {
 		m.effects = true
 		m.report("pickle/unresolved-global", finding.High, m.opStart,
 			fmt.Sprintf("%s %d imports whatever copyreg's extension registry maps that code to; the scanner cannot know it", opName(op), code), "", nil)
-		return false, m.push(m.val(value{k: kGlobal, s: fmt.Sprintf("<extension %d>", code), unresolved: true}))
+		return false, m.push(m.val(value{k: kGlobal, s: fmt.Sprintf("<extension %d>", code)}))
 	case opNextBuffer:
 		return false, m.push(m.val(value{k: kBytes}))
 	case opReadonlyBuffer:
@@ -964,7 +964,7 @@ func (m *machine) stackGlobal(mod, name *value) error {
 	desc := mod.describe() + " . " + name.describe()
 	m.report("pickle/unresolved-global", finding.Critical, m.opStart,
 		"STACK_GLOBAL imports a name built from values the scanner cannot resolve to constant strings ("+desc+")", desc, nil)
-	return m.push(m.val(value{k: kGlobal, s: desc, unresolved: true}))
+	return m.push(m.val(value{k: kGlobal, s: desc}))
 }
 
 // importGlobal judges an import by the policy and returns its value.
@@ -991,7 +991,7 @@ func (m *machine) importGlobal(mod, name, via string) *value {
 		msg += ": " + v.Reason
 		m.report(rule, v.Severity, m.opStart, msg, v.Resolved, map[string]string{"opcode": via, "module": mod, "name": name})
 	}
-	return &value{k: kGlobal, s: v.Canonical, raw: mod + "." + name}
+	return m.val(value{k: kGlobal, s: v.Canonical})
 }
 
 // nestedLoaders are callables that unpickle the bytes they are given.

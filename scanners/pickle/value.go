@@ -36,8 +36,6 @@ type value struct {
 	// s is the text of a str, the bytes of a bytes (when captured), or the
 	// canonical dotted name of a global.
 	s string
-	// raw is the global's name as written (before alias folding).
-	raw string
 	// full is false when a str or bytes was too long to keep.
 	full bool
 	// n is an int's value (when it fits) or a str/bytes length.
@@ -48,8 +46,6 @@ type value struct {
 	fn, args *value
 	// state is what BUILD gave a call result.
 	state *value
-	// unresolved marks a global whose name the scanner could not know.
-	unresolved bool
 }
 
 func (v *value) str() (string, bool) {
