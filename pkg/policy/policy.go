@@ -282,7 +282,8 @@ func (p *Policy) Global(module, name string) Verdict {
 
 // resolve follows the attribute walks the scanner can see through: a
 // builtin function's __self__ is its module, and a run of components that
-// starts with a module name on the deny list is that module's attribute.
+// starts, inside the attribute name, with a module name on the deny list
+// is that module ("pathlib" + "os.system" is os.system).
 func (p *Policy) resolve(module, full string) string {
 	parts := strings.Split(full, ".")
 	for i := 2; i < len(parts)-1; i++ {
@@ -290,7 +291,11 @@ func (p *Policy) resolve(module, full string) string {
 			return p.resolve("", Canonical(module)+"."+strings.Join(parts[i+1:], "."))
 		}
 	}
-	for k := 1; k < len(parts)-1; k++ {
+	nameStart := 1
+	if module != "" {
+		nameStart = max(len(strings.Split(Canonical(module), ".")), 1)
+	}
+	for k := nameStart; k < len(parts)-1; k++ {
 		first := Canonical(parts[k])
 		if _, ok := p.deny[first]; ok && !strings.HasPrefix(parts[k], "__") {
 			return Canonical(strings.Join(parts[k:], "."))
