@@ -195,3 +195,46 @@ func TestScanSARIF(t *testing.T) {
 		t.Errorf("levels: %v", levels)
 	}
 }
+
+// TestSARIFMemberLocation checks that a finding inside an archive names the
+// archive as the artifact and the member path as a logical location.
+func TestSARIFMemberLocation(t *testing.T) {
+	code, out, _ := runCLI("scan", "--format", "sarif", "../../fixtures/malicious/torch_zip_data_pkl_harmless.pt")
+	if code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	var log struct {
+		Runs []struct {
+			Results []struct {
+				Locations []struct {
+					Physical struct {
+						Artifact struct {
+							URI string `json:"uri"`
+						} `json:"artifactLocation"`
+					} `json:"physicalLocation"`
+					Logical []struct {
+						FullyQualifiedName string `json:"fullyQualifiedName"`
+					} `json:"logicalLocations"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &log); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range log.Runs[0].Results {
+		l := r.Locations[0]
+		if l.Physical.Artifact.URI != "../../fixtures/malicious/torch_zip_data_pkl_harmless.pt" {
+			t.Errorf("uri %q", l.Physical.Artifact.URI)
+		}
+		for _, lg := range l.Logical {
+			if strings.HasSuffix(lg.FullyQualifiedName, "torch_zip_data_pkl_harmless.pt!archive/data.pkl") {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no logical location names the member: %s", out)
+	}
+}
