@@ -31,6 +31,16 @@ var ruleDescriptions = map[string]string{
 	"archive/compression-ratio":        "A member's compression ratio exceeds the limit (decompression bomb?); it was not scanned.",
 	"fs/symlink-escape":                "A symbolic link in the model folder points outside it; a loader would follow it.",
 	"fs/broken-symlink":                "A symbolic link in the model folder does not resolve.",
+
+	// scanners/safetensors
+	"safetensors/invalid-header":         "A safetensors header breaks the format (dtype, shape, offsets, contiguity, metadata types, buffer size): the reference loader refuses it, and lenient parsers may read something else.",
+	"safetensors/duplicate-key":          "A safetensors header repeats a key; JSON parsers disagree on which value counts, so two tools can see different tensors.",
+	"safetensors/unknown-field":          "A safetensors tensor entry has a field the format does not define.",
+	"safetensors/trailing-data":          "Bytes after the last safetensors tensor (a polyglot or appended payload); they are scanned as a member.",
+	"safetensors/index-unsafe-path":      "A sharded-model index names a shard by an absolute path, with '..', or through a symbolic link out of the model folder.",
+	"safetensors/index-missing-shard":    "A shard named by a sharded-model index is missing or not a regular file.",
+	"safetensors/index-duplicate-tensor": "A tensor is listed twice in a sharded-model index, or stored in two shards: which copy a loader keeps depends on order.",
+	"safetensors/index-mismatch":         "A sharded-model index and its shards' headers disagree on which tensors each shard holds.",
 }
 
 // RuleDescription returns the documented meaning of a rule id, or "".

@@ -7,6 +7,7 @@ package all
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
 	"github.com/modelseal/modelseal/scanners/pickle"
+	"github.com/modelseal/modelseal/scanners/safetensors"
 	"github.com/modelseal/modelseal/scanners/zipscan"
 )
 
@@ -14,6 +15,8 @@ import (
 func Scanners() []scan.Scanner {
 	return []scan.Scanner{
 		zipscan.New(),
+		safetensors.Scanner{},
+		safetensors.IndexScanner{},
 		pickle.Scanner{},
 	}
 }
