@@ -67,7 +67,7 @@ var ErrNotPickle = fmt.Errorf("not a pickle: %w", scan.ErrNotFormat)
 // pickle never needs as much.
 const (
 	maxStack     = 1 << 20
-	maxMemo      = 1 << 22
+	maxMemo      = 1 << 20
 	maxCapture   = 64 << 20 // str/bytes bytes kept per analysis
 	maxKeep      = 16 << 20 // longest single str/bytes kept
 	maxPickles   = 1 << 20  // stacked pickles in one stream
