@@ -30,6 +30,8 @@ var ruleDescriptions = map[string]string{
 	"archive/expansion-limit":          "A container expands past the byte budget (decompression bomb?); the rest was not scanned.",
 	"archive/compression-ratio":        "A member's compression ratio exceeds the limit (decompression bomb?); it was not scanned.",
 	"fs/symlink-escape":                "A symbolic link in the model folder points outside it; a loader would follow it.",
+	"hf/blob-mismatch":                 "A Hugging Face cache file's content does not match the hash its blob is named by (sha256 for LFS files, git blob SHA-1 for others).",
+	"hf/not-a-blob-link":               "A Hugging Face cache snapshot holds a file that is not a link into the repository's blobs, so it did not come from the hub download.",
 	"fs/broken-symlink":                "A symbolic link in the model folder does not resolve.",
 
 	// scanners/safetensors

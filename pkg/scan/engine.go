@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/modelseal/modelseal/pkg/finding"
+	"github.com/modelseal/modelseal/pkg/hfcache"
 	"github.com/modelseal/modelseal/pkg/policy"
 )
 
@@ -96,6 +97,9 @@ type Options struct {
 	// Progress, when set, is called after each file with the count done,
 	// the total and the file's size.
 	Progress func(done, total int, size int64)
+	// Getenv reads the environment (default os.Getenv); it locates the
+	// Hugging Face cache for hf:// references.
+	Getenv func(string) string
 }
 
 type job struct {
@@ -119,9 +123,28 @@ func Run(ctx context.Context, paths []string, opts Options) (*Result, error) {
 	}
 	start := time.Now()
 	res := &Result{}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
 	var jobs []job
+	var repos []cachedRepo
 	for _, p := range paths {
-		jobs = append(jobs, collect(p, res)...)
+		repo, ok, err := hfcache.Resolve(p, opts.Getenv)
+		switch {
+		case err != nil:
+			res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: err.Error()}}})
+		case ok:
+			// A cache snapshot is a folder of links into the repository's
+			// blobs: follow links inside the repository, not just the snapshot.
+			display := p
+			if !strings.HasPrefix(p, "hf://") {
+				display = repo.Snapshot
+			}
+			repos = append(repos, cachedRepo{repo: repo, display: display})
+			jobs = append(jobs, collect(repo.Snapshot, display, repo.Dir, res)...)
+		default:
+			jobs = append(jobs, collect(p, p, "", res)...)
+		}
 	}
 	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].path < jobs[j].path })
 
@@ -159,6 +182,11 @@ feed:
 		return nil, err
 	}
 	res.Files = append(res.Files, files...)
+	for _, c := range repos {
+		if err := checkRepo(ctx, c, workers, res); err != nil {
+			return nil, err
+		}
+	}
 	sort.SliceStable(res.Files, func(i, j int) bool { return res.Files[i].Path < res.Files[j].Path })
 	for _, f := range files {
 		res.Bytes += f.Size
@@ -167,10 +195,53 @@ feed:
 	return res, nil
 }
 
-// collect lists the regular files under p. Problems (a missing path, a
-// symlink out of the folder, a special file) go into res as files of their
-// own, so nothing is skipped silently.
-func collect(p string, res *Result) []job {
+// cachedRepo is a Hugging Face cache entry named on the command line.
+type cachedRepo struct {
+	repo    *hfcache.Repo
+	display string
+}
+
+// checkRepo adds the cache's integrity findings to the files they are about.
+func checkRepo(ctx context.Context, c cachedRepo, workers int, res *Result) error {
+	display := func(rel string) string { return joinDisplay(c.display, rel) }
+	fs, err := c.repo.Check(ctx, workers, display)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		res.Files = append(res.Files, File{Path: c.display, Errors: []Problem{{Location: finding.Location{Path: c.display, Offset: -1}, Message: err.Error()}}})
+		return nil
+	}
+	index := map[string]int{}
+	for i, f := range res.Files {
+		index[f.Path] = i
+	}
+	for _, f := range fs {
+		if i, ok := index[f.Location.Path]; ok {
+			res.Files[i].Findings = append(res.Files[i].Findings, f)
+			continue
+		}
+		res.Files = append(res.Files, File{Path: f.Location.Path, Findings: []finding.Finding{f}})
+		index[f.Location.Path] = len(res.Files) - 1
+	}
+	return nil
+}
+
+// joinDisplay names a file below a displayed root ("hf://org/name" +
+// "config.json").
+func joinDisplay(root, rel string) string {
+	if strings.HasPrefix(root, "hf://") {
+		return strings.TrimSuffix(root, "/") + "/" + rel
+	}
+	return filepath.Join(root, filepath.FromSlash(rel))
+}
+
+// collect lists the regular files under p, naming them below display.
+// Symbolic links are followed only when they resolve inside contain (p
+// itself when empty). Problems (a missing path, a symlink out of the folder,
+// a special file) go into res as files of their own, so nothing is skipped
+// silently.
+func collect(p, display, contain string, res *Result) []job {
 	st, err := os.Stat(p)
 	if err != nil {
 		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: err.Error()}}})
@@ -181,16 +252,21 @@ func collect(p string, res *Result) []job {
 			res.Files = append(res.Files, File{Path: p, Unscanned: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: "not a regular file (" + st.Mode().Type().String() + ")"}}})
 			return nil
 		}
-		return []job{{path: p, real: p, size: st.Size()}}
+		return []job{{path: display, real: p, size: st.Size()}}
 	}
-	root, err := filepath.EvalSymlinks(p)
+	if contain == "" {
+		contain = p
+	}
+	root, err := filepath.EvalSymlinks(contain)
 	if err != nil {
 		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: err.Error()}}})
 		return nil
 	}
 	root, _ = filepath.Abs(root)
 	var out []job
-	walkErr := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+	walkErr := filepath.WalkDir(p, func(real string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(p, real)
+		path := joinDisplay(display, filepath.ToSlash(rel))
 		loc := finding.Location{Path: path, Offset: -1}
 		if err != nil {
 			res.Files = append(res.Files, File{Path: path, Errors: []Problem{{Location: loc, Message: err.Error()}}})
@@ -203,7 +279,7 @@ func collect(p string, res *Result) []job {
 		case t.IsDir():
 			return nil
 		case t&fs.ModeSymlink != 0:
-			target, err := filepath.EvalSymlinks(path)
+			target, err := filepath.EvalSymlinks(real)
 			if err != nil {
 				res.Files = append(res.Files, File{Path: path, Findings: []finding.Finding{{Rule: "fs/broken-symlink", Severity: finding.Low, Location: loc,
 					Message: "symbolic link does not resolve: " + err.Error()}}})
@@ -228,14 +304,14 @@ func collect(p string, res *Result) []job {
 				res.Files = append(res.Files, File{Path: path, Errors: []Problem{{Location: loc, Message: err.Error()}}})
 				return nil
 			}
-			out = append(out, job{path: path, real: path, size: info.Size()})
+			out = append(out, job{path: path, real: real, size: info.Size()})
 		default:
 			res.Files = append(res.Files, File{Path: path, Unscanned: []Problem{{Location: loc, Message: "not a regular file (" + t.String() + ")"}}})
 		}
 		return nil
 	})
 	if walkErr != nil {
-		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: walkErr.Error()}}})
+		res.Files = append(res.Files, File{Path: display, Errors: []Problem{{Location: finding.Location{Path: display, Offset: -1}, Message: walkErr.Error()}}})
 	}
 	return out
 }

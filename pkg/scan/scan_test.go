@@ -181,3 +181,42 @@ func TestRunFolder(t *testing.T) {
 		t.Fatalf("missing path: %v %+v", err, res)
 	}
 }
+
+// TestRunHFCache scans hf://org/name from a cache laid out as
+// huggingface_hub does: links into blobs are followed (they stay inside
+// the repository), findings are named below the reference, and a tampered
+// blob is reported on the file that links to it.
+func TestRunHFCache(t *testing.T) {
+	hub := t.TempDir()
+	repo := filepath.Join(hub, "models--acme--tiny")
+	const rev = "0123456789abcdef0123456789abcdef01234567"
+	snap := filepath.Join(repo, "snapshots", rev)
+	for _, d := range []string{filepath.Join(repo, "blobs"), filepath.Join(repo, "refs"), snap} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.WriteFile(filepath.Join(repo, "refs", "main"), []byte(rev), 0o644)
+	// A blob whose name is not the sha256 of its content: tampered.
+	blob := filepath.Join(repo, "blobs", strings.Repeat("ab", 32))
+	os.WriteFile(blob, []byte("EVIL"), 0o644)
+	os.Symlink("../../blobs/"+filepath.Base(blob), filepath.Join(snap, "pytorch_model.bin"))
+	env := func(k string) string {
+		if k == "HF_HUB_CACHE" {
+			return hub
+		}
+		return ""
+	}
+	res, err := scan.Run(context.Background(), []string{"hf://acme/tiny"}, scan.Options{Scanners: []scan.Scanner{evilFormat{}}, Getenv: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Files) != 1 || res.Files[0].Path != "hf://acme/tiny/pytorch_model.bin" {
+		t.Fatalf("files: %+v", res.Files)
+	}
+	rules := map[string]bool{}
+	for _, f := range res.Files[0].Findings {
+		rules[f.Rule] = true
+	}
+	if !rules["test/evil"] || !rules["hf/blob-mismatch"] || rules["fs/symlink-escape"] {
+		t.Fatalf("findings: %v", res.Files[0].Findings)
+	}
+}
