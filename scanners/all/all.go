@@ -6,6 +6,7 @@ package all
 
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/scanners/numpy"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
 	"github.com/modelseal/modelseal/scanners/zipscan"
@@ -15,6 +16,7 @@ import (
 func Scanners() []scan.Scanner {
 	return []scan.Scanner{
 		zipscan.New(),
+		numpy.New(),
 		safetensors.Scanner{},
 		safetensors.IndexScanner{},
 		pickle.Scanner{},

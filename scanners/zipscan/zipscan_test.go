@@ -12,9 +12,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelseal/modelseal/pkg/finding"
+	"github.com/modelseal/modelseal/pkg/policy"
 	"github.com/modelseal/modelseal/pkg/scan"
 )
 
@@ -39,7 +41,7 @@ func run(t testing.TB, data []byte, limits scan.Limits) (*scan.File, *probe) {
 	t.Helper()
 	p := &probe{got: map[string][]byte{}}
 	file := &scan.File{Path: "t.zip"}
-	env := scan.NewEnv(nil, limits, []scan.Scanner{New(), p}, file)
+	env := scan.NewEnv(testPolicy(), limits, []scan.Scanner{New(), p}, file)
 	if err := env.Dispatch(context.Background(), scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "t.zip", Offset: -1}, Name: "t.zip"}); err != nil {
 		t.Fatalf("Dispatch: %v", err)
 	}
@@ -350,3 +352,7 @@ func FuzzScan(f *testing.F) {
 		_ = file
 	})
 }
+
+// testPolicy builds the default policy once: parsing it per fuzz input
+// would dominate the run.
+var testPolicy = sync.OnceValue(policy.Default)
