@@ -217,6 +217,9 @@ type SigstoreVerifier struct {
 	// Issuer is the exact OIDC issuer; IssuerRegex is the alternative.
 	// One of them is required.
 	Issuer, IssuerRegex string
+	// NoSCT drops the signed certificate timestamp requirement, for
+	// private instances without a certificate transparency log.
+	NoSCT bool
 }
 
 func (v *SigstoreVerifier) verifier() (*sgverify.Verifier, sgverify.PolicyBuilder, error) {
@@ -241,12 +244,15 @@ func (v *SigstoreVerifier) verifier() (*sgverify.Verifier, sgverify.PolicyBuilde
 		}
 		tm = tr
 	}
-	sv, err := sgverify.NewVerifier(tm,
-		sgverify.WithSignedCertificateTimestamps(1),
+	vopts := []sgverify.VerifierOption{
 		sgverify.WithTransparencyLog(1),
 		sgverify.WithObserverTimestamps(1),
 		sgverify.WithoutStatementPredicate(),
-	)
+	}
+	if !v.NoSCT {
+		vopts = append(vopts, sgverify.WithSignedCertificateTimestamps(1))
+	}
+	sv, err := sgverify.NewVerifier(tm, vopts...)
 	if err != nil {
 		return nil, sgverify.PolicyBuilder{}, fmt.Errorf("trusted root: %w", err)
 	}
