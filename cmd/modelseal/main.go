@@ -93,4 +93,5 @@ var commands = []func(stdout, stderr io.Writer) *cobra.Command{
 	newSignCmd,
 	newVerifyCmd,
 	newOMSCmd,
+	newBOMCmd,
 }
