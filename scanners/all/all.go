@@ -6,6 +6,7 @@ package all
 
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/scanners/joblib"
 	"github.com/modelseal/modelseal/scanners/numpy"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
@@ -17,6 +18,7 @@ func Scanners() []scan.Scanner {
 	return []scan.Scanner{
 		zipscan.New(),
 		numpy.New(),
+		joblib.New(),
 		safetensors.Scanner{},
 		safetensors.IndexScanner{},
 		pickle.Scanner{},
