@@ -123,6 +123,11 @@ func Pull(ctx context.Context, repo *Repo, dir string, opts PullOptions) (*Pulle
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, repo.errf("%v", err)
 	}
+	// An empty destination folder is replaced (os.Remove fails on a folder
+	// that is no longer empty).
+	if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, repo.errf("destination %s: %v", dir, err)
+	}
 	if err := os.Rename(tmp, abs); err != nil {
 		return nil, repo.errf("moving the verified model into %s: %v", dir, err)
 	}
