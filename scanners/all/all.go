@@ -10,6 +10,7 @@ import (
 	"github.com/modelseal/modelseal/scanners/numpy"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
+	"github.com/modelseal/modelseal/scanners/torchlegacy"
 	"github.com/modelseal/modelseal/scanners/zipscan"
 )
 
@@ -21,6 +22,7 @@ func Scanners() []scan.Scanner {
 		joblib.New(),
 		safetensors.Scanner{},
 		safetensors.IndexScanner{},
+		torchlegacy.New(),
 		pickle.Scanner{},
 	}
 }
