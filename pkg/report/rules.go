@@ -34,6 +34,19 @@ var ruleDescriptions = map[string]string{
 	"hf/not-a-blob-link":               "A Hugging Face cache snapshot holds a file that is not a link into the repository's blobs, so it did not come from the hub download.",
 	"fs/broken-symlink":                "A symbolic link in the model folder does not resolve.",
 
+	// scanners/keras
+	"keras/lambda":                   "A Keras Lambda layer (or a serialized __lambda__) carries marshalled Python bytecode or names a Python function; loading runs it (CVE-2024-3660; .h5 files ignore safe_mode, CVE-2025-9905).",
+	"keras/tfoplambda":               "A Keras TFOpLambda layer calls a TensorFlow function by name when loaded; file, Python-callback and library-loading functions are graded higher.",
+	"keras/unsafe-module":            "A Keras config names an object from a module outside Keras; the loader imports the module and calls what the config names (CVE-2025-1550). Graded by the pickle global policy.",
+	"keras/dangerous-function":       "A Keras config reaches a Keras function that defeats safe_mode or touches files (keras.utils.get_file CVE-2025-8747, enable_unsafe_deserialization CVE-2025-9906, func_load, load_model).",
+	"keras/custom-object":            "A Keras config needs a custom object registered outside Keras: it loads only with code the loader registers, which then runs with the config's arguments.",
+	"keras/function-reference":       "A Keras config's function or fn value names a Python function in a module outside Keras.",
+	"keras/file-reference":           "A Keras config names an absolute, parent-relative or remote file (a lookup vocabulary, a filepath) that loading reads: arbitrary file read or SSRF.",
+	"keras/duplicate-key":            "A Keras config repeats a key in one object: Python keeps the last value, other parsers the first (modelseal checks both).",
+	"keras/unusual-encoding":         "A Keras config is UTF-16 or UTF-32 encoded: Python's json module reads it, many tools do not.",
+	"keras/truncated":                "More Keras findings than the per-config limit; the rest are not listed.",
+	"keras/h5-unreadable-attributes": "An HDF5 file keeps root attributes in storage modelseal does not read (dense fractal-heap attributes, shared messages): a model_config there was not checked.",
+
 	// scanners/safetensors
 	"safetensors/invalid-header":         "A safetensors header breaks the format (dtype, shape, offsets, contiguity, metadata types, buffer size): the reference loader refuses it, and lenient parsers may read something else.",
 	"safetensors/duplicate-key":          "A safetensors header repeats a key; JSON parsers disagree on which value counts, so two tools can see different tensors.",

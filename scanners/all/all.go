@@ -7,6 +7,7 @@ package all
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
 	"github.com/modelseal/modelseal/scanners/joblib"
+	"github.com/modelseal/modelseal/scanners/keras"
 	"github.com/modelseal/modelseal/scanners/numpy"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
@@ -21,6 +22,12 @@ func Scanners() []scan.Scanner {
 		numpy.New(),
 		joblib.New(),
 		safetensors.Scanner{},
+		// Keras claims only JSON whose top level has class_name and config
+		// (or keras_version), and returns ErrNotFormat for other JSON, so it
+		// goes before the other JSON scanners: a Keras config padded with
+		// their keys must still reach it.
+		keras.Scanner{},
+		keras.H5Scanner{},
 		safetensors.IndexScanner{},
 		torchlegacy.New(),
 		pickle.Scanner{},
