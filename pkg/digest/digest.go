@@ -242,6 +242,7 @@ func hashRange(ctx context.Context, f *modelfs.File, start, end int64, alg Algor
 		return nil, err
 	}
 	defer r.Close()
+	adviseSequential(r, start, end-start)
 	off := start
 	for off < end {
 		if err := ctx.Err(); err != nil {

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package digest
+
+func adviseSequential(any, int64, int64) {}
