@@ -549,7 +549,10 @@ func Build(ctx context.Context, in Input, opts Options) (*Result, error) {
 	if len(datasetRefs) > 0 {
 		mp.Datasets = &datasetRefs
 	}
-	mc := &cdx.MLModelCard{BOMRef: modelRef + ":card", ModelParameters: mp}
+	mc := &cdx.MLModelCard{BOMRef: modelRef + ":card"}
+	if *mp != (cdx.MLModelParameters{}) {
+		mc.ModelParameters = mp
+	}
 	var metrics []cdx.MLPerformanceMetric
 	for _, r := range card.Results {
 		slice := r.Dataset
