@@ -11,6 +11,7 @@ import (
 	"github.com/modelseal/modelseal/scanners/numpy"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
+	"github.com/modelseal/modelseal/scanners/tarscan"
 	"github.com/modelseal/modelseal/scanners/torchlegacy"
 	"github.com/modelseal/modelseal/scanners/zipscan"
 )
@@ -21,6 +22,7 @@ func Scanners() []scan.Scanner {
 		zipscan.New(),
 		numpy.New(),
 		joblib.New(),
+		tarscan.New(),
 		safetensors.Scanner{},
 		// Keras claims only JSON whose top level has class_name and config
 		// (or keras_version), and returns ErrNotFormat for other JSON, so it

@@ -46,6 +46,10 @@ func (*Scanner) Match(head []byte, size int64) bool {
 	return ok && n.Cmp(Magic) == 0
 }
 
+// IntPickle decodes b as a pickle that holds nothing but one integer, such
+// as the magic number of a legacy file or the counts of a legacy tar.
+func IntPickle(b []byte) (*big.Int, bool) { return intPickle(b) }
+
 // intPickle decodes a pickle that holds nothing but one integer: optional
 // PROTO and FRAME, an integer opcode, optional memo stores, STOP. It is
 // exact about what it accepts and refuses anything else.
@@ -62,6 +66,24 @@ func intPickle(b []byte) (*big.Int, bool) {
 	}
 	var n *big.Int
 	switch op := b[i]; op {
+	case 'K': // BININT1
+		if i+2 > len(b) {
+			return nil, false
+		}
+		n = big.NewInt(int64(b[i+1]))
+		i += 2
+	case 'M': // BININT2
+		if i+3 > len(b) {
+			return nil, false
+		}
+		n = big.NewInt(int64(binary.LittleEndian.Uint16(b[i+1:])))
+		i += 3
+	case 'J': // BININT
+		if i+5 > len(b) {
+			return nil, false
+		}
+		n = big.NewInt(int64(int32(binary.LittleEndian.Uint32(b[i+1:]))))
+		i += 5
 	case 0x8a, 0x8b: // LONG1, LONG4
 		var l int
 		if op == 0x8a {
