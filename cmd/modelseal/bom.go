@@ -19,6 +19,7 @@ import (
 	"github.com/modelseal/modelseal/pkg/policy"
 	"github.com/modelseal/modelseal/pkg/report"
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/pkg/sign"
 	"github.com/modelseal/modelseal/pkg/verify"
 	"github.com/modelseal/modelseal/sbom"
 	"github.com/modelseal/modelseal/scanners/all"
@@ -239,4 +240,42 @@ func (b *bomFlags) register(f interface {
 	f.BoolVar(&b.timestamp, "timestamp", false, "record the time (or SOURCE_DATE_EPOCH) in metadata.timestamp; without it the output is reproducible")
 	f.StringVar(&b.repoID, "repo-id", "", "Hugging Face repository id (org/name) of the model, when the path does not say it")
 	f.StringVar(&b.policyFile, "policy", "", "scan policy FILE that extends the built-in allow and deny lists")
+}
+
+// signBOM writes the BOM of a model just signed, from the digests signing
+// computed (when they are whole-file SHA-256, the default; otherwise the
+// model is hashed once more with SHA-256). A key signature is checked with
+// the signing key's public half; certificate and keyless signatures are
+// recorded as made in this run, not verified against trust material.
+func signBOM(ctx context.Context, stdout, stderr io.Writer, h *oms.Hashed, bundle []byte, sigPath, method string,
+	sf *signerFlags, output string, workers int) error {
+	dg := h.Digests
+	if dg.Algorithm != digest.SHA256 || dg.ShardSize != 0 {
+		fmt.Fprintln(stderr, "modelseal: note: the BOM records whole-file sha256 digests; hashing the model again")
+		var err error
+		if dg, err = digest.Compute(ctx, h.Set, digest.Options{Workers: workers, Progress: progressBar(stderr)}); err != nil {
+			return withCode(exitInput, err)
+		}
+	}
+	var ver verify.Verifier
+	if method == "key" {
+		data, err := readInput("--private-key", sf.privateKey, sign.MaxKeyFileSize)
+		if err != nil {
+			return err
+		}
+		priv, err := sign.ParsePrivateKey(data, []byte(sf.password))
+		if err != nil {
+			return withCode(exitInput, fmt.Errorf("--private-key %s: %w", sf.privateKey, err))
+		}
+		ver = &verify.KeyVerifier{Key: &priv.PublicKey}
+	}
+	sig, err := sbom.CheckSignature(ctx, h.Set, dg, bundle, sigPath, ver)
+	if err != nil {
+		return withCode(exitIntern, fmt.Errorf("checking the signature just made: %w", err))
+	}
+	if ver == nil {
+		sig.Detail = "made in this run; not verified against trust material (use modelseal bom with verification flags)"
+	}
+	bf := bomFlags{specVersion: "1.6"}
+	return buildBOM(ctx, stdout, stderr, nil, h.Set, dg, sig, &bf, output, workers)
 }

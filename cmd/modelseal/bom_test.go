@@ -157,3 +157,46 @@ func TestBOMCommand(t *testing.T) {
 		t.Error("no BOM on a failed verification")
 	}
 }
+
+// TestSignWithBOM checks sign --bom writes a valid BOM from the signing
+// digests, with the signature verified by the key's public half, and the
+// same file digests as modelseal bom.
+func TestSignWithBOM(t *testing.T) {
+	model := copyFixture(t)
+	out := filepath.Join(t.TempDir(), "bom.json")
+	code, _, stderr := runCLI("sign", "key", "--private-key", filepath.Join(bomKeys, "signing-key.pem"), "--bom", out, model)
+	if code != 0 {
+		t.Fatalf("sign --bom: exit %d: %s", code, stderr)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := validBOM(t, data)
+	if p := modelProps(doc); p["modelseal:signature:verified"] != "true" || p["modelseal:signature:method"] != "key" {
+		t.Errorf("properties %v", p)
+	}
+	_, alone, _ := runCLI("bom", model)
+	hashes := func(doc map[string]any) string {
+		var b strings.Builder
+		for _, c := range doc["components"].([]any) {
+			cm := c.(map[string]any)
+			if hs, ok := cm["hashes"].([]any); ok {
+				b.WriteString(cm["name"].(string) + "=" + hs[0].(map[string]any)["content"].(string) + "\n")
+			}
+		}
+		return b.String()
+	}
+	if h1, h2 := hashes(doc), hashes(validBOM(t, []byte(alone))); h1 != h2 || h1 == "" {
+		t.Errorf("sign --bom digests\n%s\ndiffer from bom's\n%s", h1, h2)
+	}
+	// Sharded BLAKE3 signing: the BOM still gets whole-file sha256.
+	code, _, stderr = runCLI("sign", "key", "--private-key", filepath.Join(bomKeys, "signing-key.pem"), "--hash-algorithm", "blake3", "--shard-size", "100", "--bom", out, model)
+	if code != 0 || !strings.Contains(stderr, "hashing the model again") {
+		t.Fatalf("sign --bom blake3: exit %d: %s", code, stderr)
+	}
+	data, _ = os.ReadFile(out)
+	if h := hashes(validBOM(t, data)); h != hashes(doc) {
+		t.Errorf("blake3-signed BOM digests differ:\n%s", h)
+	}
+}

@@ -231,27 +231,34 @@ func (s *signerFlags) signer(ctx context.Context, method string) (sign.Signer, e
 
 // signModel hashes the model, signs it and writes the bundle atomically.
 func signModel(ctx context.Context, stdout, stderr io.Writer, model, sigPath string, hf *hashFlags, signer sign.Signer) error {
+	_, _, err := hashAndSign(ctx, stdout, stderr, model, sigPath, hf, signer)
+	return err
+}
+
+// hashAndSign is signModel returning the hashed model and the bundle, for
+// callers that reuse the digests (sign --bom).
+func hashAndSign(ctx context.Context, stdout, stderr io.Writer, model, sigPath string, hf *hashFlags, signer sign.Signer) (*oms.Hashed, []byte, error) {
 	opts, err := hf.options(model, sigPath, stderr)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	h, err := oms.HashModel(ctx, model, opts)
 	if err != nil {
-		return withCode(exitInput, err)
+		return nil, nil, withCode(exitInput, err)
 	}
 	data, err := sign.Model(ctx, h.Manifest, signer)
 	if err != nil {
-		return withCode(exitFail, fmt.Errorf("signing %s: %w", model, err))
+		return nil, nil, withCode(exitFail, fmt.Errorf("signing %s: %w", model, err))
 	}
 	if err := writeFileAtomic(sigPath, func(w io.Writer) error {
 		_, err := w.Write(append(data, '\n'))
 		return err
 	}); err != nil {
-		return withCode(exitInput, err)
+		return nil, nil, withCode(exitInput, err)
 	}
 	fmt.Fprintf(stdout, "signed %s: %d files, %d bytes, root sha256:%x -> %s\n",
 		h.Set.Name, len(h.Set.Files), h.Set.TotalSize(), h.Manifest.RootDigest(), sigPath)
-	return nil
+	return h, data, nil
 }
 
 func newSignCmd(stdout, stderr io.Writer) *cobra.Command {
@@ -279,9 +286,10 @@ Methods: key (EC private key), certificate (private key + certificate chain), si
 
 func newSignMethodCmd(stdout, stderr io.Writer, method string) *cobra.Command {
 	var (
-		hf  hashFlags
-		sf  signerFlags
-		sig string
+		hf     hashFlags
+		sf     signerFlags
+		sig    string
+		bomOut string
 	)
 	cmd := &cobra.Command{
 		Use:   method + " MODEL",
@@ -299,11 +307,19 @@ func newSignMethodCmd(stdout, stderr io.Writer, method string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if bomOut != "" {
+				h, bundle, err := hashAndSign(cmd.Context(), stdout, stderr, model, sig, &hf, signer)
+				if err != nil {
+					return err
+				}
+				return signBOM(cmd.Context(), stdout, stderr, h, bundle, sig, method, &sf, bomOut, hf.workers)
+			}
 			return signModel(cmd.Context(), stdout, stderr, model, sig, &hf, signer)
 		},
 	}
 	hf.register(cmd.Flags())
 	sf.register(cmd.Flags(), method)
+	cmd.Flags().StringVar(&bomOut, "bom", "", "also write a CycloneDX ML-BOM of the model to FILE, from the digests just computed (see modelseal bom)")
 	cmd.Flags().StringVar(&sig, "signature", "", "where to write the signature (default: model.sig in the model folder)")
 	cmd.Flags().SetNormalizeFunc(normalizeFlag)
 	return cmd
