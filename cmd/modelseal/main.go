@@ -94,4 +94,7 @@ var commands = []func(stdout, stderr io.Writer) *cobra.Command{
 	newVerifyCmd,
 	newOMSCmd,
 	newBOMCmd,
+	newPushCmd,
+	newPullCmd,
+	newAttachCmd,
 }

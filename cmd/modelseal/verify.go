@@ -156,12 +156,15 @@ func humanBytes(n int64) string {
 
 func newVerifyCmd(stdout, stderr io.Writer) *cobra.Command {
 	parent := &cobra.Command{
-		Use:   "verify [key|certificate|sigstore] MODEL",
+		Use:   "verify [key|certificate|sigstore] MODEL|REF",
 		Short: "Verify a model against its OpenSSF Model Signing signature",
 		Long: `Check the signature (model.sig by default) and signer, then hash the model and compare every
 file with the signed manifest. Verification fails closed and lists every changed, missing
 or extra file. Accepts signatures from model_signing 0.2 to 1.x. Keyless (sigstore) is the
 default method and works offline with the embedded public-good trusted root.
+MODEL may also be a registry reference or oci:DIR[:tag] (and not an existing path): the
+signature attached to the manifest is checked against the layer digests, no blob downloaded
+(--scan downloads and scans them; see modelseal pull).
 Exit codes: 0 verified, 1 verification failed, 2 an input could not be read, 3 usage.`,
 		Example: "  modelseal verify key --public-key key.pub model/\n  modelseal verify certificate --cert-chain ca.pem model/\n  modelseal verify sigstore --identity me@example.com --identity-provider https://accounts.google.com model/",
 	}
@@ -180,13 +183,18 @@ func newVerifyMethodCmd(stdout, stderr io.Writer, method string) *cobra.Command 
 	var (
 		vf  verifierFlags
 		sig string
+		rf  registryFlags
+		sc  scanFlags
 	)
 	cmd := &cobra.Command{
-		Use:   method + " MODEL",
+		Use:   method + " MODEL|REF",
 		Short: "Verify a " + method + " signature",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			model := args[0]
+			if isOCIRef(model) { // oci.go: registry or OCI layout reference
+				return verifyRef(cmd.Context(), stdout, stderr, model, method, &vf, &rf, &sc)
+			}
 			if sig == "" {
 				sig = defaultSignature(model)
 			}
@@ -194,6 +202,8 @@ func newVerifyMethodCmd(stdout, stderr io.Writer, method string) *cobra.Command 
 		},
 	}
 	vf.register(cmd.Flags(), method)
+	rf.register(cmd.Flags())
+	sc.register(cmd.Flags())
 	cmd.Flags().StringVar(&sig, "signature", "", "the signature to check (default: model.sig in the model folder)")
 	cmd.Flags().SetNormalizeFunc(normalizeFlag)
 	return cmd

@@ -1,23 +1,22 @@
 package oci
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
-	"io"
 	"path"
+	"path/filepath"
 	"strings"
-
-	"gopkg.in/yaml.v3"
+	"unicode/utf8"
 
 	"github.com/modelseal/modelseal/pkg/modelfs"
+	"github.com/modelseal/modelseal/sbom"
 )
 
-// maxMetadataFile bounds the metadata files read (config.json, README.md).
+// maxMetadataFile bounds an artifact config read for its model name.
 const maxMetadataFile = 1 << 20
 
 // Metadata is what the ModelPack config says about a model. ReadMetadata
-// fills it from the same small files the BOM reads: the Hugging Face
-// config.json and the README front matter.
+// fills it from the same model card the BOM uses.
 type Metadata struct {
 	Name, Title, Description, Family string
 	Authors, Licenses                []string
@@ -27,51 +26,25 @@ type Metadata struct {
 	Precision, Quantization          string
 }
 
-// ReadMetadata reads config.json (architectures, model_type, torch_dtype)
-// and the README front matter (license, base_model, library_name) of a
-// model, and guesses the weight format from file names. Unreadable or
-// malformed files leave fields empty; metadata never fails a push.
+// ReadMetadata fills the ModelPack config from the model card the BOM
+// reads (sbom.ReadCard: README front matter, config.json) and guesses the
+// weight format from file names. Unreadable or malformed files leave fields
+// empty; metadata never fails a push.
 func ReadMetadata(set *modelfs.Set) *Metadata {
-	md := &Metadata{}
-	if f, ok := set.Get("config.json"); ok {
-		var c struct {
-			Architectures []string `json:"architectures"`
-			ModelType     string   `json:"model_type"`
-			TorchDtype    string   `json:"torch_dtype"`
-			Dtype         string   `json:"dtype"`
-			Quantization  struct {
-				QuantMethod string `json:"quant_method"`
-			} `json:"quantization_config"`
-		}
-		if data := readSmall(f); data != nil && json.Unmarshal(data, &c) == nil {
-			if len(c.Architectures) > 0 {
-				md.Architecture = bounded(c.Architectures[0])
-			}
-			md.Family = bounded(c.ModelType)
-			md.Precision = bounded(c.TorchDtype)
-			if md.Precision == "" {
-				md.Precision = bounded(c.Dtype)
-			}
-			md.Quantization = bounded(c.Quantization.QuantMethod)
+	card, _ := sbom.ReadCard(set)
+	md := &Metadata{
+		Family:    bounded(card.ModelType),
+		Precision: bounded(card.DType),
+		Format:    guessFormat(set),
+	}
+	if len(card.Architectures) > 0 {
+		md.Architecture = bounded(card.Architectures[0])
+	}
+	for _, l := range card.Licenses {
+		if len(md.Licenses) < 16 {
+			md.Licenses = append(md.Licenses, bounded(l))
 		}
 	}
-	for _, name := range []string{"README.md", "readme.md", "README.MD"} {
-		f, ok := set.Get(name)
-		if !ok {
-			continue
-		}
-		fm := frontMatter(readSmall(f))
-		var card struct {
-			License     any    `yaml:"license"`
-			LibraryName string `yaml:"library_name"`
-			BaseModel   any    `yaml:"base_model"`
-		}
-		if fm != nil && yaml.Unmarshal(fm, &card) == nil {
-			md.Licenses = stringList(card.License)
-		}
-		break
-	}
-	md.Format = guessFormat(set)
 	return md
 }
 
@@ -80,62 +53,6 @@ func bounded(s string) string {
 		return s[:256]
 	}
 	return s
-}
-
-func stringList(v any) []string {
-	switch x := v.(type) {
-	case string:
-		if x != "" {
-			return []string{bounded(x)}
-		}
-	case []any:
-		var out []string
-		for _, e := range x {
-			if s, ok := e.(string); ok && s != "" && len(out) < 16 {
-				out = append(out, bounded(s))
-			}
-		}
-		return out
-	}
-	return nil
-}
-
-func readSmall(f modelfs.File) []byte {
-	if f.Size > maxMetadataFile {
-		return nil
-	}
-	r, err := f.Open()
-	if err != nil {
-		return nil
-	}
-	defer r.Close()
-	data, err := io.ReadAll(io.NewSectionReader(r, 0, maxMetadataFile))
-	if err != nil {
-		return nil
-	}
-	return data
-}
-
-// frontMatter returns the YAML between the leading "---" lines of a README.
-func frontMatter(data []byte) []byte {
-	data = bytes.TrimPrefix(data, []byte("\ufeff"))
-	if !bytes.HasPrefix(data, []byte("---")) {
-		return nil
-	}
-	rest := data[3:]
-	nl := bytes.IndexByte(rest, '\n')
-	if nl < 0 || len(bytes.TrimSpace(rest[:nl])) != 0 {
-		return nil
-	}
-	rest = rest[nl+1:]
-	end := bytes.Index(rest, []byte("\n---"))
-	if end < 0 {
-		if bytes.HasPrefix(rest, []byte("---")) {
-			return []byte{}
-		}
-		return nil
-	}
-	return rest[:end]
 }
 
 func guessFormat(set *modelfs.Set) string {
@@ -161,4 +78,34 @@ func guessFormat(set *modelfs.Set) string {
 		}
 	}
 	return best
+}
+
+// ModelName is the model's name for an OMS statement made from an
+// artifact: the config's descriptor.name (ModelPack) or package.name
+// (KitOps), else the last component of the repository (or layout folder).
+func ModelName(ctx context.Context, repo *Repo, a *Artifact) string {
+	if data, err := fetchSmall(ctx, repo.Target, a.Manifest.Config, maxMetadataFile); err == nil {
+		var c struct {
+			Descriptor struct {
+				Name string `json:"name"`
+			} `json:"descriptor"`
+			Package struct {
+				Name string `json:"name"`
+			} `json:"package"`
+		}
+		if json.Unmarshal(data, &c) == nil {
+			for _, n := range []string{c.Descriptor.Name, c.Package.Name} {
+				if n != "" && len(n) <= 256 && utf8.ValidString(n) {
+					return n
+				}
+			}
+		}
+	}
+	if repo.Remote != nil {
+		return path.Base(repo.Remote.Reference.Repository)
+	}
+	if dir, _, err := SplitLayoutRef(repo.Ref); err == nil {
+		return filepath.Base(dir)
+	}
+	return "model"
 }
