@@ -153,3 +153,26 @@ func TestIsOCIRef(t *testing.T) {
 		}
 	}
 }
+
+func TestCLICertificateOverOCI(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	model := ociModel(t)
+	ref := "oci:" + filepath.Join(t.TempDir(), "layout") + ":cert"
+	k := func(f string) string { return filepath.Join(testKeys, f) }
+	steps := []struct {
+		args     []string
+		code     int
+		contains string
+	}{
+		{[]string{"push", "--sign", "--private-key", k("signing-key.pem"), "--signing-cert", k("signing-key-cert.pem"), "--cert-chain", k("int-ca-cert.pem"), model, ref}, 0, "(certificate)"},
+		{[]string{"verify", "certificate", "--cert-chain", k("ca-cert.pem"), ref}, 0, "certificate signature"},
+		{[]string{"verify", "key", "--public-key", otherPublicKey(t), ref}, 1, "verification failed"},
+		{[]string{"pull", "--cert-chain", k("ca-cert.pem"), ref, filepath.Join(t.TempDir(), "out")}, 0, "verified (certificate signature"},
+	}
+	for _, s := range steps {
+		code, out, errs := runCLI(s.args...)
+		if code != s.code || !strings.Contains(out+errs, s.contains) {
+			t.Fatalf("modelseal %s: exit %d, want %d with %q\nstdout: %s\nstderr: %s", strings.Join(s.args, " "), code, s.code, s.contains, out, errs)
+		}
+	}
+}

@@ -47,6 +47,12 @@ var ruleDescriptions = map[string]string{
 	"keras/truncated":                "More Keras findings than the per-config limit; the rest are not listed.",
 	"keras/h5-unreadable-attributes": "An HDF5 file keeps root attributes in storage modelseal does not read (dense fractal-heap attributes, shared messages): a model_config there was not checked.",
 
+	// scanners/tfsavedmodel
+	"tf/python-op":  "A TensorFlow graph uses PyFunc, PyFuncStateless or EagerPyFunc: running it calls Python code registered in the loading process.",
+	"tf/file-op":    "A TensorFlow graph reads, writes, lists or deletes files (ReadFile, WriteFile, MatchingFiles, ImmutableConst, PrintV2 to a file).",
+	"tf/library-op": "A TensorFlow graph uses an op that loads a native library.",
+	"tf/saver-op":   "Checkpoint ops (Save/Restore/MergeV2Checkpoints): info for a graph's saver, medium when a constant file name is absolute or climbs with '..'.",
+
 	// scanners/safetensors
 	"safetensors/invalid-header":         "A safetensors header breaks the format (dtype, shape, offsets, contiguity, metadata types, buffer size): the reference loader refuses it, and lenient parsers may read something else.",
 	"safetensors/duplicate-key":          "A safetensors header repeats a key; JSON parsers disagree on which value counts, so two tools can see different tensors.",
