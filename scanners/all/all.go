@@ -12,6 +12,7 @@ import (
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
 	"github.com/modelseal/modelseal/scanners/tarscan"
+	"github.com/modelseal/modelseal/scanners/tfsavedmodel"
 	"github.com/modelseal/modelseal/scanners/torchlegacy"
 	"github.com/modelseal/modelseal/scanners/zipscan"
 )
@@ -30,6 +31,10 @@ func Scanners() []scan.Scanner {
 		// their keys must still reach it.
 		keras.Scanner{},
 		keras.H5Scanner{},
+		// SavedModel protobufs; both return ErrNotFormat for other
+		// protobufs (ONNX begins with the same two wire tags).
+		tfsavedmodel.Scanner{},
+		tfsavedmodel.MetadataScanner{},
 		safetensors.IndexScanner{},
 		torchlegacy.New(),
 		pickle.Scanner{},
