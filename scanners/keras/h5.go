@@ -238,12 +238,14 @@ func (h *h5) objectHeader(addr uint64, fn func(typ uint16, flags byte, data []by
 	v2 := bytes.HasPrefix(head, []byte("OHDR"))
 	var queue []chunk
 	msgStart := uint64(0)
+	creationOrder := false // v2: messages carry a creation order
 	switch {
 	case v2:
 		if len(head) < 7 || head[4] != 2 {
 			return h5err(hoff, "unknown object header version", nil)
 		}
 		flags := head[5]
+		creationOrder = flags&0x04 != 0
 		p := 6
 		if flags&0x20 != 0 {
 			p += 16
@@ -284,13 +286,12 @@ func (h *h5) objectHeader(addr uint64, fn func(typ uint16, flags byte, data []by
 			return err
 		}
 		if v2 && c.addr != msgStart {
-			if !bytes.HasPrefix(b, []byte("OCHK")) {
+			// A continuation block: OCHK, messages, checksum. Chunk #0's
+			// size excludes its checksum.
+			if len(b) < 8 || !bytes.HasPrefix(b, []byte("OCHK")) {
 				return h5err(off, "continuation block lacks its OCHK signature", nil)
 			}
-			b, off = b[4:], off+4
-		}
-		if v2 && len(b) >= 4 {
-			b = b[:len(b)-4] // checksum
+			b, off = b[4:len(b)-4], off+4
 		}
 		p := 0
 		for {
@@ -302,7 +303,7 @@ func (h *h5) objectHeader(addr uint64, fn func(typ uint16, flags byte, data []by
 					break // gap
 				}
 				typ, n, flags, hdr = uint16(b[p]), int(binary.LittleEndian.Uint16(b[p+1:])), b[p+3], 4
-				if flags&0x04 != 0 {
+				if creationOrder {
 					hdr += 2
 				}
 			} else {
