@@ -21,6 +21,7 @@ var ruleDescriptions = map[string]string{
 	"zip/size-mismatch":                "A zip member's data is longer or shorter than its declared size; readers disagree on its contents.",
 	"zip/encrypted":                    "A zip member is encrypted; its real contents could not be scanned.",
 	"archive/unsafe-name":              "An archive member name is absolute or climbs out of the extraction folder.",
+	"archive/encrypted":                "An archive member (or the whole archive) is encrypted; its contents could not be scanned.",
 	"archive/link":                     "An archive member is a symbolic or hard link; extracting it can redirect later writes. Links are not followed.",
 	"numpy/size-mismatch":              "A .npy file's data does not have the size its header's shape and dtype give: bytes are missing or hidden after the array.",
 	"torch/storage-layout":             "A legacy PyTorch file's raw storage data does not fit the layout its pickles describe.",

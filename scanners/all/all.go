@@ -11,6 +11,7 @@ import (
 	"github.com/modelseal/modelseal/scanners/numpy"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
+	"github.com/modelseal/modelseal/scanners/sevenzip"
 	"github.com/modelseal/modelseal/scanners/tarscan"
 	"github.com/modelseal/modelseal/scanners/tfsavedmodel"
 	"github.com/modelseal/modelseal/scanners/torchlegacy"
@@ -24,6 +25,7 @@ func Scanners() []scan.Scanner {
 		numpy.New(),
 		joblib.New(),
 		tarscan.New(),
+		sevenzip.New(),
 		safetensors.Scanner{},
 		// Keras claims only JSON whose top level has class_name and config
 		// (or keras_version), and returns ErrNotFormat for other JSON, so it
