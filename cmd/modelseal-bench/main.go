@@ -28,6 +28,7 @@ type bench struct {
 var benchmarks = []bench{
 	{name: "scan", run: benchScan},
 	{name: "hash", run: benchHash},
+	{name: "oci", run: benchOCI},
 }
 
 type config struct {
