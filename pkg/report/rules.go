@@ -63,6 +63,14 @@ var ruleDescriptions = map[string]string{
 	"safetensors/index-missing-shard":    "A shard named by a sharded-model index is missing or not a regular file.",
 	"safetensors/index-duplicate-tensor": "A tensor is listed twice in a sharded-model index, or stored in two shards: which copy a loader keeps depends on order.",
 	"safetensors/index-mismatch":         "A sharded-model index and its shards' headers disagree on which tensors each shard holds.",
+
+	// scanners/gguf, scanners/chattemplate
+	"gguf/invalid-metadata":   "A GGUF metadata value has the wrong type or an invalid value (alignment, chat template), or a chat template too large to check.",
+	"gguf/duplicate-key":      "A GGUF metadata key appears twice; loaders disagree on which value counts.",
+	"gguf/invalid-tensor":     "A GGUF tensor info is invalid: unknown type, overflowing or misaligned shape, duplicate name, misaligned offset, data outside the file or overlapping another tensor.",
+	"gguf/tensor-layout":      "GGUF tensors are not stored back to back in declaration order as llama.cpp requires; the gaps can hide data.",
+	"gguf/trailing-data":      "Bytes after the last GGUF tensor, where no loader reads; they are scanned as a member.",
+	"chat-template/injection": "A chat template (GGUF tokenizer.chat_template, tokenizer_config.json chat_template) uses constructs of server-side template injection: dunder or private attribute access, |attr, Jinja globals such as lipsum or cycler, code execution names.",
 }
 
 // RuleDescription returns the documented meaning of a rule id, or "".

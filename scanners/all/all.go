@@ -6,6 +6,7 @@ package all
 
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/scanners/gguf"
 	"github.com/modelseal/modelseal/scanners/joblib"
 	"github.com/modelseal/modelseal/scanners/keras"
 	"github.com/modelseal/modelseal/scanners/numpy"
@@ -38,6 +39,7 @@ func Scanners() []scan.Scanner {
 		tfsavedmodel.Scanner{},
 		tfsavedmodel.MetadataScanner{},
 		safetensors.IndexScanner{},
+		gguf.Scanner{},
 		torchlegacy.New(),
 		pickle.Scanner{},
 	}

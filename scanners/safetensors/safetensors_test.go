@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelseal/modelseal/pkg/finding"
@@ -29,7 +30,7 @@ func file(header string, buf []byte) []byte {
 func run(t testing.TB, path string, data []byte) scan.File {
 	t.Helper()
 	var f scan.File
-	env := scan.NewEnv(policy.Default(), scan.Limits{}, []scan.Scanner{Scanner{}, IndexScanner{}, pickle.Scanner{}}, &f)
+	env := scan.NewEnv(testPolicy(), scan.Limits{}, []scan.Scanner{Scanner{}, IndexScanner{}, pickle.Scanner{}}, &f)
 	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: path, Offset: -1}, Name: filepath.Base(path)}
 	if err := env.Dispatch(context.Background(), in); err != nil {
 		t.Fatalf("dispatch: %v", err)
@@ -201,7 +202,7 @@ func TestHeaderOnly(t *testing.T) {
 	header := `{"big":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}`
 	r := &countingReader{data: file(header, nil), size: 8 + int64(len(header)) + 4294967296}
 	var f scan.File
-	env := scan.NewEnv(policy.Default(), scan.Limits{}, []scan.Scanner{Scanner{}}, &f)
+	env := scan.NewEnv(testPolicy(), scan.Limits{}, []scan.Scanner{Scanner{}}, &f)
 	in := scan.Input{R: r, Size: r.size, Loc: finding.Location{Path: "big.safetensors", Offset: -1}}
 	if err := env.Dispatch(context.Background(), in); err != nil {
 		t.Fatal(err)
@@ -328,7 +329,7 @@ func TestIndex(t *testing.T) {
 func TestIndexMetadataAndMembers(t *testing.T) {
 	idx := `{"metadata":{"total_size":3},"weight_map":{"a":"s1.safetensors","b":"../s2.safetensors"}}`
 	var f scan.File
-	env := scan.NewEnv(policy.Default(), scan.Limits{}, []scan.Scanner{IndexScanner{}}, &f)
+	env := scan.NewEnv(testPolicy(), scan.Limits{}, []scan.Scanner{IndexScanner{}}, &f)
 	in := scan.Input{R: strings.NewReader(idx), Size: int64(len(idx)), Depth: 1,
 		Loc: finding.Location{Path: "a.zip", Members: []string{"m/model.safetensors.index.json"}, Offset: -1}}
 	if err := env.Dispatch(context.Background(), in); err != nil {
@@ -381,3 +382,6 @@ func FuzzParseIndex(f *testing.F) {
 		_, _ = ParseIndex(data)
 	})
 }
+
+// testPolicy is the default policy, parsed once for all tests.
+var testPolicy = sync.OnceValue(policy.Default)
