@@ -70,6 +70,7 @@ var ruleDescriptions = map[string]string{
 	"gguf/invalid-tensor":     "A GGUF tensor info is invalid: unknown type, overflowing or misaligned shape, duplicate name, misaligned offset, data outside the file or overlapping another tensor.",
 	"gguf/tensor-layout":      "GGUF tensors are not stored back to back in declaration order as llama.cpp requires; the gaps can hide data.",
 	"gguf/trailing-data":      "Bytes after the last GGUF tensor, where no loader reads; they are scanned as a member.",
+	"hfconfig/duplicate-key":  "A Hugging Face JSON config has chat_template twice; parsers disagree on which one counts.",
 	"chat-template/injection": "A chat template (GGUF tokenizer.chat_template, tokenizer_config.json chat_template) uses constructs of server-side template injection: dunder or private attribute access, |attr, Jinja globals such as lipsum or cycler, code execution names.",
 }
 

@@ -7,6 +7,7 @@ package all
 import (
 	"github.com/modelseal/modelseal/pkg/scan"
 	"github.com/modelseal/modelseal/scanners/gguf"
+	"github.com/modelseal/modelseal/scanners/hfconfig"
 	"github.com/modelseal/modelseal/scanners/joblib"
 	"github.com/modelseal/modelseal/scanners/keras"
 	"github.com/modelseal/modelseal/scanners/numpy"
@@ -40,6 +41,7 @@ func Scanners() []scan.Scanner {
 		tfsavedmodel.MetadataScanner{},
 		safetensors.IndexScanner{},
 		gguf.Scanner{},
+		hfconfig.Scanner{},
 		torchlegacy.New(),
 		pickle.Scanner{},
 	}
