@@ -27,6 +27,7 @@ type bench struct {
 // benchmarks lists every benchmark; each file of this command adds its own.
 var benchmarks = []bench{
 	{name: "scan", run: benchScan},
+	{name: "bom", run: benchBOM},
 	{name: "hash", run: benchHash},
 	{name: "oci", run: benchOCI},
 }
