@@ -72,6 +72,14 @@ var ruleDescriptions = map[string]string{
 	"gguf/trailing-data":      "Bytes after the last GGUF tensor, where no loader reads; they are scanned as a member.",
 	"hfconfig/duplicate-key":  "A Hugging Face JSON config has chat_template twice; parsers disagree on which one counts.",
 	"chat-template/injection": "A chat template (GGUF tokenizer.chat_template, tokenizer_config.json chat_template) uses constructs of server-side template injection: dunder or private attribute access, |attr, Jinja globals such as lipsum or cycler, code execution names.",
+
+	// scanners/onnx
+	"onnx/external-data-path":    "An ONNX tensor's external data location is absolute, climbs out with '..', holds a NUL, or is a symbolic link out of the model folder (CVE-2022-25882, CVE-2024-27318).",
+	"onnx/external-data-missing": "An ONNX tensor's external data file is missing or not a regular file.",
+	"onnx/external-data-bounds":  "An ONNX tensor's external data offset or length is not a valid size or runs past the end of its file.",
+	"onnx/external-data":         "An ONNX model inside a container keeps tensor data in another file, which was not checked on disk.",
+	"onnx/custom-domain":         "ONNX nodes use an operator domain outside the standard ones: a runtime's contrib operators (low) or a custom operator library, which is native code (medium).",
+	"onnx/python-op":             "An ONNX node is a Python operator (PythonOp, PyOp): the runtime that registers it runs Python code.",
 }
 
 // RuleDescription returns the documented meaning of a rule id, or "".

@@ -11,6 +11,7 @@ import (
 	"github.com/modelseal/modelseal/scanners/joblib"
 	"github.com/modelseal/modelseal/scanners/keras"
 	"github.com/modelseal/modelseal/scanners/numpy"
+	"github.com/modelseal/modelseal/scanners/onnx"
 	"github.com/modelseal/modelseal/scanners/pickle"
 	"github.com/modelseal/modelseal/scanners/safetensors"
 	"github.com/modelseal/modelseal/scanners/sevenzip"
@@ -41,6 +42,7 @@ func Scanners() []scan.Scanner {
 		tfsavedmodel.MetadataScanner{},
 		safetensors.IndexScanner{},
 		gguf.Scanner{},
+		onnx.Scanner{},
 		hfconfig.Scanner{},
 		torchlegacy.New(),
 		pickle.Scanner{},
