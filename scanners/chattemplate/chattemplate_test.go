@@ -266,4 +266,3 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
-
