@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -18,6 +19,12 @@ import (
 
 //go:embed globals.yaml
 var builtinLists []byte
+
+// builtinFile parses globals.yaml once per process; the result is never
+// modified (Extend only reads a File).
+var builtinFile = sync.OnceValues(func() (*File, error) {
+	return Load(strings.NewReader(string(builtinLists)))
+})
 
 // File is the on-disk form of a policy: the built-in lists and a user's
 // --policy file share it.
@@ -69,7 +76,7 @@ func Default() *Policy {
 		deny:        map[string]denyRule{},
 		rules:       map[string]ruleOverride{},
 	}
-	f, err := Load(strings.NewReader(string(builtinLists)))
+	f, err := builtinFile()
 	if err != nil {
 		panic(fmt.Sprintf("policy: built-in globals.yaml: %v", err)) // a build defect, caught by tests
 	}

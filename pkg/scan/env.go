@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 
 	"github.com/modelseal/modelseal/pkg/finding"
@@ -77,6 +78,14 @@ type Env struct {
 	file     *File
 	members  int
 	expanded int64
+	// memberLimitHit is set once the member limit has been reported.
+	memberLimitHit bool
+}
+
+// Exhausted reports whether the file's member or byte budget is spent, so
+// that a container can stop walking its members early.
+func (e *Env) Exhausted() bool {
+	return e.members >= e.Limits.MaxMembers || e.expanded >= e.Limits.MaxExpanded
 }
 
 // NewEnv returns an Env that records into file. Scanners come in the order
@@ -144,11 +153,17 @@ func (e *Env) Dispatch(ctx context.Context, in Input) error {
 		if !s.Match(head, in.Size) {
 			continue
 		}
+		// Note the format before scanning so that Formats lists containers
+		// before what they contain; take it back if the scanner declines.
+		mark := len(e.file.Formats)
+		e.Noted(s.Format())
 		err := s.Scan(ctx, in, e)
 		if errors.Is(err, ErrNotFormat) {
+			if len(e.file.Formats) > mark && e.file.Formats[mark] == s.Format() {
+				e.file.Formats = append(e.file.Formats[:mark], e.file.Formats[mark+1:]...)
+			}
 			continue
 		}
-		e.Noted(s.Format())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -177,12 +192,17 @@ func (e *Env) Member(ctx context.Context, parent Input, name string, r io.Reader
 // temporary file beyond, never more than the expansion budget allows.
 func (e *Env) MemberStream(ctx context.Context, parent Input, name string, r io.Reader, compressed int64) error {
 	left := e.Limits.MaxExpanded - e.expanded
-	lr := io.LimitReader(r, left+1)
+	limit := left
+	ratioBound := compressed > 0 && compressed <= math.MaxInt64/e.Limits.MaxRatio && compressed*e.Limits.MaxRatio < limit
+	if ratioBound {
+		limit = compressed * e.Limits.MaxRatio
+	}
+	lr := io.LimitReader(r, limit+1)
 	var buf bytes.Buffer
 	n, err := io.CopyN(&buf, lr, e.Limits.SpillBytes+1)
+	var readErr error
 	if err != nil && err != io.EOF {
-		e.Fail(locOf(parent, name), fmt.Errorf("reading member: %w", err))
-		return nil
+		readErr = err
 	}
 	var ra io.ReaderAt = bytes.NewReader(buf.Bytes())
 	total := n
@@ -200,17 +220,27 @@ func (e *Env) MemberStream(ctx context.Context, parent Input, name string, r io.
 		m, cerr := io.Copy(f, lr)
 		total += m
 		if cerr != nil {
-			e.Fail(locOf(parent, name), fmt.Errorf("reading member: %w", cerr))
-			return nil
+			readErr = cerr
 		}
 		ra = f
 	}
-	if total > left {
-		e.Report(finding.Finding{Rule: "archive/expansion-limit", Severity: finding.High, Location: locOf(parent, name),
+	loc := locOf(parent, name)
+	switch {
+	case total > limit && ratioBound:
+		e.Report(finding.Finding{Rule: "archive/compression-ratio", Severity: finding.High, Location: loc,
+			Message: fmt.Sprintf("member expands past %d:1 of its %d compressed bytes (decompression bomb?); not scanned", e.Limits.MaxRatio, compressed)})
+		return nil
+	case total > limit:
+		e.Report(finding.Finding{Rule: "archive/expansion-limit", Severity: finding.High, Location: loc,
 			Message: fmt.Sprintf("member expands past the budget of %d bytes (decompression bomb?); not scanned", e.Limits.MaxExpanded)})
 		return nil
 	}
-	return e.Member(ctx, parent, name, ra, total, compressed)
+	if readErr != nil {
+		// Scan what could be read: a broken stream must not hide a payload
+		// at its start. The error is recorded too.
+		e.Fail(loc, fmt.Errorf("reading member after %d bytes: %w", total, readErr))
+	}
+	return e.Member(ctx, parent, name, ra, total, 0)
 }
 
 func locOf(parent Input, name string) finding.Location {
@@ -229,8 +259,11 @@ func (e *Env) admit(parent Input, name string, size, compressed int64) (Input, b
 			Message: fmt.Sprintf("containers nest deeper than %d; member not scanned", e.Limits.MaxDepth)})
 		return child, false
 	case e.members >= e.Limits.MaxMembers:
-		e.Report(finding.Finding{Rule: "archive/member-limit", Severity: finding.High, Location: loc,
-			Message: fmt.Sprintf("more than %d members; the rest are not scanned", e.Limits.MaxMembers)})
+		if !e.memberLimitHit {
+			e.memberLimitHit = true
+			e.Report(finding.Finding{Rule: "archive/member-limit", Severity: finding.High, Location: loc,
+				Message: fmt.Sprintf("more than %d members; this one and the rest are not scanned", e.Limits.MaxMembers)})
+		}
 		return child, false
 	case size > e.Limits.MaxExpanded-e.expanded:
 		e.Report(finding.Finding{Rule: "archive/expansion-limit", Severity: finding.High, Location: loc,

@@ -125,9 +125,9 @@ func TestScan(t *testing.T) {
 	for _, c := range []Codec{Zlib, Gzip, XZ, LZMA, LZ4, Zstd, ZFile} {
 		m := "<" + string(c) + ">"
 		tests = append(tests,
-			tc{name: string(c) + " eval", data: compress(t, c, []byte(evalPickle)), rules: []string{"pickle/dangerous-global " + m}, formats: []string{string(c), "pickle", "compressed"}},
-			tc{name: string(c) + " benign", data: compress(t, c, []byte(listPickle)), formats: []string{string(c), "pickle", "compressed"}},
-			tc{name: string(c) + " other content", data: compress(t, c, []byte("PROBE data")), probe: []string{m}, formats: []string{string(c), "probe", "compressed"}},
+			tc{name: string(c) + " eval", data: compress(t, c, []byte(evalPickle)), rules: []string{"pickle/dangerous-global " + m}, formats: []string{"compressed", string(c), "pickle"}},
+			tc{name: string(c) + " benign", data: compress(t, c, []byte(listPickle)), formats: []string{"compressed", string(c), "pickle"}},
+			tc{name: string(c) + " other content", data: compress(t, c, []byte("PROBE data")), probe: []string{m}, formats: []string{"compressed", string(c), "probe"}},
 		)
 	}
 	full := compress(t, Gzip, []byte(evalPickle+evalPickle))

@@ -160,7 +160,7 @@ func TestScan(t *testing.T) {
 		{name: "truncated member", data: truncated, probe: []string{"a"}, errors: 1},
 		{name: "pickle polyglot header", data: build(t, member{name: proto0Eval, data: "PROBE"}),
 			rules: []string{"pickle/dangerous-global ", "pickle/trailing-data "}, probe: []string{proto0Eval}},
-		{name: "legacy benign", data: legacy(t, goodStorages, goodTensors), formats: []string{"pytorch-legacy-tar", "tar", "pickle"}},
+		{name: "legacy benign", data: legacy(t, goodStorages, goodTensors), formats: []string{"tar", "pytorch-legacy-tar", "pickle"}},
 		{name: "legacy pickle in storage header", data: legacy(t, "\x80\x02K\x01."+evalPickle+le(0)+views, goodTensors),
 			rules: []string{"pickle/dangerous-global storages", "torch/storage-layout storages"}},
 		{name: "legacy storage count past end", data: legacy(t, "\x80\x02K\x01."+storageHdr+le(1<<60)+views, goodTensors),
