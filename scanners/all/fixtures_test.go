@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelseal/modelseal/pkg/finding"
 	"github.com/modelseal/modelseal/pkg/policy"
+	"github.com/modelseal/modelseal/pkg/report"
 	"github.com/modelseal/modelseal/pkg/scan"
 )
 
@@ -47,6 +48,9 @@ func TestFixtures(t *testing.T) {
 			for _, x := range f.Findings {
 				globals = append(globals, policy.Canonical(x.Global))
 				rules = append(rules, x.Rule)
+				if report.RuleDescription(x.Rule) == "" {
+					t.Errorf("rule %s is not documented in pkg/report/rules.go", x.Rule)
+				}
 			}
 			switch l.Verdict {
 			case "malicious":
