@@ -13,9 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // bench is one named benchmark.
@@ -27,6 +30,7 @@ type bench struct {
 // benchmarks lists every benchmark; each file of this command adds its own.
 var benchmarks = []bench{
 	{name: "scan", run: benchScan},
+	{name: "scan7b", run: benchScan7B},
 	{name: "bom", run: benchBOM},
 	{name: "hash", run: benchHash},
 	{name: "oci", run: benchOCI},
@@ -84,20 +88,31 @@ func fatal(err error) {
 type sample struct {
 	wall   time.Duration
 	maxRSS int64 // bytes
+	rchar  int64 // bytes the process read through read/pread (page cache or disk)
 	exit   int
 }
 
-// measure runs a command once and returns its wall time and peak memory.
-// The benchmark process itself must stay small: Linux reports a child's
-// peak RSS as at least the parent's at the time of the fork.
+// measure runs a command once and returns its wall time, peak memory and
+// the bytes it read. The benchmark process itself must stay small: Linux
+// reports a child's peak RSS as at least the parent's at the time of the
+// fork. The child is waited for without being reaped first (waitid with
+// WNOWAIT), so that its /proc/PID/io can still be read.
 // okExits lists the exit codes that count as success.
 func measure(okExits []int, name string, args ...string) (sample, error) {
 	cmd := exec.Command(name, args...)
 	out := &tailBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	start := time.Now()
-	err := cmd.Run()
-	s := sample{wall: time.Since(start)}
+	if err := cmd.Start(); err != nil {
+		return sample{}, fmt.Errorf("%s: %w", name, err)
+	}
+	var info unix.Siginfo
+	werr := unix.Waitid(unix.P_PID, cmd.Process.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+	s := sample{wall: time.Since(start), rchar: -1}
+	if werr == nil {
+		s.rchar = procRchar(cmd.Process.Pid)
+	}
+	err := cmd.Wait()
 	if cmd.ProcessState == nil {
 		return s, fmt.Errorf("%s: %w", name, err)
 	}
@@ -113,6 +128,23 @@ func measure(okExits []int, name string, args ...string) (sample, error) {
 	return s, fmt.Errorf("%s %s: exit %d: %s", name, strings.Join(args, " "), s.exit, lastLines(out.String(), 5))
 }
 
+// procRchar reads rchar from /proc/PID/io, or -1.
+func procRchar(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
@@ -125,12 +157,13 @@ func lastLines(s string, n int) string {
 type stats struct {
 	wall   time.Duration
 	maxRSS int64
+	rchar  int64
 }
 
 // repeat measures a command c.runs times and returns the medians.
 func (c *config) repeat(okExits []int, name string, args ...string) (stats, error) {
 	var walls []time.Duration
-	var rss []int64
+	var rss, rchar []int64
 	for i := 0; i < c.runs; i++ {
 		s, err := measure(okExits, name, args...)
 		if err != nil {
@@ -138,10 +171,12 @@ func (c *config) repeat(okExits []int, name string, args ...string) (stats, erro
 		}
 		walls = append(walls, s.wall)
 		rss = append(rss, s.maxRSS)
+		rchar = append(rchar, s.rchar)
 	}
 	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
 	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
-	return stats{wall: walls[len(walls)/2], maxRSS: rss[len(rss)/2]}, nil
+	sort.Slice(rchar, func(i, j int) bool { return rchar[i] < rchar[j] })
+	return stats{wall: walls[len(walls)/2], maxRSS: rss[len(rss)/2], rchar: rchar[len(rchar)/2]}, nil
 }
 
 func mb(n int64) float64 { return float64(n) / 1e6 }
@@ -156,6 +191,9 @@ func row(label string, s stats, bytes int64, files int, base *stats) {
 		line += fmt.Sprintf("  %9.0f files/s", float64(files)/s.wall.Seconds())
 	}
 	line += fmt.Sprintf("  peak RSS %6.1f MB", mb(s.maxRSS))
+	if s.rchar >= 0 {
+		line += fmt.Sprintf("  read %9.1f MB", mb(s.rchar))
+	}
 	if base != nil && s.wall > 0 {
 		line += fmt.Sprintf("  speed ×%.2f vs baseline", base.wall.Seconds()/s.wall.Seconds())
 	}

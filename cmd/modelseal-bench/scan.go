@@ -156,3 +156,138 @@ for name in sorted(os.listdir(d)):
         for _ in pickletools.genops(f.read()):
             pass
 `
+
+// benchScan7B scans a folder shaped like a real 7B model: four safetensors
+// shards of c.large bytes each (the tensor regions are sparse holes, so the
+// folder costs no disk; their headers list 7B-style tensor names, shapes
+// and offsets), the index, config.json, tokenizer files and a README. It
+// reports wall time, the bytes modelseal read and peak memory: the headers
+// must be read without touching the tensor data.
+func benchScan7B(c *config) error {
+	dir := filepath.Join(c.work, "model-7b")
+	total, err := make7B(dir, c.large)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("7B-shaped folder: 4 shards of %.0f MB (%.1f GB in all, tensor data sparse)\n", mb(c.large), float64(total)/1e9)
+	s, err := c.repeat([]int{0}, c.bin, "scan", "--format", "json", "--output", os.DevNull, dir)
+	if err != nil {
+		return err
+	}
+	row("modelseal scan (bytes read ≈ headers only)", s, total, 0, nil)
+	if s.rchar >= 0 {
+		fmt.Printf("  read %.3f%% of the folder's %.1f GB\n", 100*float64(s.rchar)/float64(total), float64(total)/1e9)
+	}
+	return nil
+}
+
+// make7B writes the folder (once) and returns its total size.
+func make7B(dir string, shard int64) (int64, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	const layers, hidden, inter = 32, 4096, 11008
+	type tensor struct {
+		name  string
+		shape []int64
+	}
+	var all []tensor
+	all = append(all, tensor{"model.embed_tokens.weight", []int64{32000, hidden}})
+	for l := 0; l < layers; l++ {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		for _, n := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"} {
+			all = append(all, tensor{p + n + ".weight", []int64{hidden, hidden}})
+		}
+		for _, n := range []string{"mlp.gate_proj", "mlp.up_proj"} {
+			all = append(all, tensor{p + n + ".weight", []int64{inter, hidden}})
+		}
+		all = append(all, tensor{p + "mlp.down_proj.weight", []int64{hidden, inter}})
+		all = append(all, tensor{p + "input_layernorm.weight", []int64{hidden}}, tensor{p + "post_attention_layernorm.weight", []int64{hidden}})
+	}
+	all = append(all, tensor{"model.norm.weight", []int64{hidden}}, tensor{"lm_head.weight", []int64{32000, hidden}})
+	weightMap := map[string]string{}
+	var total int64
+	per := (len(all) + 3) / 4
+	for s := 0; s < 4; s++ {
+		name := fmt.Sprintf("model-%05d-of-00004.safetensors", s+1)
+		lo, hi := s*per, min((s+1)*per, len(all))
+		// Scale bf16 tensors so that the shard holds about `shard` bytes.
+		var natural int64
+		for _, t := range all[lo:hi] {
+			n := int64(2)
+			for _, d := range t.shape {
+				n *= d
+			}
+			natural += n
+		}
+		header := "{"
+		var off int64
+		for i, t := range all[lo:hi] {
+			n := int64(2)
+			for _, d := range t.shape {
+				n *= d
+			}
+			n = max(2, n*shard/natural/2*2)
+			shape := fmt.Sprintf("[%d]", n/2)
+			if i > 0 {
+				header += ","
+			}
+			header += fmt.Sprintf("%q:{\"dtype\":\"BF16\",\"shape\":%s,\"data_offsets\":[%d,%d]}", t.name, shape, off, off+n)
+			off += n
+			weightMap[t.name] = name
+		}
+		header += `,"__metadata__":{"format":"pt"}}`
+		for len(header)%8 != 0 {
+			header += " "
+		}
+		p := filepath.Join(dir, name)
+		size := 8 + int64(len(header)) + off
+		total += size
+		if st, err := os.Stat(p); err == nil && st.Size() == size {
+			continue
+		}
+		f, err := os.Create(p)
+		if err != nil {
+			return 0, err
+		}
+		var n [8]byte
+		for i := 0; i < 8; i++ {
+			n[i] = byte(uint64(len(header)) >> (8 * i))
+		}
+		f.Write(n[:])
+		f.WriteString(header)
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return 0, err
+		}
+		if err := f.Close(); err != nil {
+			return 0, err
+		}
+	}
+	index := `{"metadata":{"total_size":` + strconv.FormatInt(total, 10) + `},"weight_map":{`
+	first := true
+	for _, t := range all {
+		if !first {
+			index += ","
+		}
+		first = false
+		index += fmt.Sprintf("%q:%q", t.name, weightMap[t.name])
+	}
+	index += "}}"
+	files := map[string]string{
+		"model.safetensors.index.json": index,
+		"config.json":                  `{"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":4096,"num_hidden_layers":32,"torch_dtype":"bfloat16"}`,
+		"generation_config.json":       `{"bos_token_id":1,"eos_token_id":2}`,
+		"tokenizer_config.json":        `{"bos_token":"<s>","eos_token":"</s>","chat_template":"{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '</s>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"}`,
+		"tokenizer.json":               `{"version":"1.0","model":{"type":"BPE","vocab":{"<s>":1,"</s>":2}}}`,
+		"special_tokens_map.json":      `{"bos_token":"<s>","eos_token":"</s>"}`,
+		"README.md":                    "---\nlicense: apache-2.0\npipeline_tag: text-generation\n---\n# A 7B-shaped benchmark model\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return 0, err
+		}
+		total += int64(len(content))
+	}
+	return total, nil
+}
