@@ -2,8 +2,6 @@ package sbom
 
 import (
 	"context"
-	"runtime"
-	"sync"
 	"time"
 
 	"github.com/modelseal/modelseal/pkg/finding"
@@ -17,46 +15,24 @@ import (
 // the context ends.
 func ScanSet(ctx context.Context, set *modelfs.Set, opts scan.Options) (*scan.Result, error) {
 	start := time.Now()
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	var targets []scan.Target
+	var index []int // set file index of each target
 	files := make([]scan.File, len(set.Files))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	done := 0
-	for range min(workers, max(len(set.Files), 1)) {
-		wg.Go(func() {
-			for i := range next {
-				f := set.Files[i]
-				if f.Path == "" {
-					files[i] = scan.File{Path: f.Name, Size: f.Size, Unscanned: []scan.Problem{{
-						Location: finding.Location{Path: f.Name, Offset: -1}, Message: "not on the local file system"}}}
-				} else {
-					files[i] = scan.ScanFile(ctx, f.Name, f.Path, opts)
-				}
-				if opts.Progress != nil {
-					mu.Lock()
-					done++
-					opts.Progress(done, len(set.Files), f.Size)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-feed:
-	for i := range set.Files {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+	for i, f := range set.Files {
+		if f.Path == "" {
+			files[i] = scan.File{Path: f.Name, Size: f.Size, Unscanned: []scan.Problem{{
+				Location: finding.Location{Path: f.Name, Offset: -1}, Message: "not on the local file system"}}}
+			continue
 		}
+		targets = append(targets, scan.Target{Path: f.Name, Real: f.Path, Size: f.Size})
+		index = append(index, i)
 	}
-	close(next)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	scanned, err := scan.ScanTargets(ctx, targets, opts)
+	if err != nil {
 		return nil, err
+	}
+	for k, f := range scanned {
+		files[index[k]] = f
 	}
 	res := &scan.Result{Files: files, Duration: time.Since(start)}
 	for _, f := range files {

@@ -102,10 +102,58 @@ type Options struct {
 	Getenv func(string) string
 }
 
-type job struct {
-	path string // as displayed
-	real string // what to open
-	size int64
+// Target is one file to scan: the name findings use, and the path opened.
+type Target struct {
+	// Path names the file in findings and reports.
+	Path string
+	// Real is the path opened (a followed link's target, a blob).
+	Real string
+	// Size is the file's size, for progress reports.
+	Size int64
+}
+
+// ScanTargets scans files opts.Workers at a time and returns their results
+// in the order given. It returns an error only when the context ends.
+func ScanTargets(ctx context.Context, targets []Target, opts Options) ([]File, error) {
+	if opts.Policy == nil {
+		opts.Policy = policy.Default()
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	files := make([]File, len(targets))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var mu sync.Mutex
+	done := 0
+	for range min(workers, max(len(targets), 1)) {
+		wg.Go(func() {
+			for i := range next {
+				files[i] = ScanFile(ctx, targets[i].Path, targets[i].Real, opts)
+				if opts.Progress != nil {
+					mu.Lock()
+					done++
+					opts.Progress(done, len(targets), targets[i].Size)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+feed:
+	for i := range targets {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return files, nil
 }
 
 // Run scans the given files and folders. Folders are walked recursively;
@@ -126,7 +174,7 @@ func Run(ctx context.Context, paths []string, opts Options) (*Result, error) {
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	var jobs []job
+	var jobs []Target
 	var repos []cachedRepo
 	for _, p := range paths {
 		repo, ok, err := hfcache.Resolve(p, opts.Getenv)
@@ -146,39 +194,9 @@ func Run(ctx context.Context, paths []string, opts Options) (*Result, error) {
 			jobs = append(jobs, collect(p, p, "", res)...)
 		}
 	}
-	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].path < jobs[j].path })
-
-	files := make([]File, len(jobs))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	var mu sync.Mutex
-	done := 0
-	for w := 0; w < min(workers, max(len(jobs), 1)); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				files[i] = ScanFile(ctx, jobs[i].path, jobs[i].real, opts)
-				if opts.Progress != nil {
-					mu.Lock()
-					done++
-					opts.Progress(done, len(jobs), jobs[i].size)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-feed:
-	for i := range jobs {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	sort.SliceStable(jobs, func(i, j int) bool { return jobs[i].Path < jobs[j].Path })
+	files, err := ScanTargets(ctx, jobs, opts)
+	if err != nil {
 		return nil, err
 	}
 	res.Files = append(res.Files, files...)
@@ -241,7 +259,7 @@ func joinDisplay(root, rel string) string {
 // itself when empty). Problems (a missing path, a symlink out of the folder,
 // a special file) go into res as files of their own, so nothing is skipped
 // silently.
-func collect(p, display, contain string, res *Result) []job {
+func collect(p, display, contain string, res *Result) []Target {
 	st, err := os.Stat(p)
 	if err != nil {
 		res.Files = append(res.Files, File{Path: p, Errors: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: err.Error()}}})
@@ -252,7 +270,7 @@ func collect(p, display, contain string, res *Result) []job {
 			res.Files = append(res.Files, File{Path: p, Unscanned: []Problem{{Location: finding.Location{Path: p, Offset: -1}, Message: "not a regular file (" + st.Mode().Type().String() + ")"}}})
 			return nil
 		}
-		return []job{{path: display, real: p, size: st.Size()}}
+		return []Target{{Path: display, Real: p, Size: st.Size()}}
 	}
 	if contain == "" {
 		contain = p
@@ -263,7 +281,7 @@ func collect(p, display, contain string, res *Result) []job {
 		return nil
 	}
 	root, _ = filepath.Abs(root)
-	var out []job
+	var out []Target
 	walkErr := filepath.WalkDir(p, func(real string, d fs.DirEntry, err error) error {
 		rel, _ := filepath.Rel(p, real)
 		path := joinDisplay(display, filepath.ToSlash(rel))
@@ -297,14 +315,14 @@ func collect(p, display, contain string, res *Result) []job {
 				res.Files = append(res.Files, File{Path: path, Unscanned: []Problem{{Location: loc, Message: "symbolic link to a folder or special file inside the scanned folder; not followed"}}})
 				return nil
 			}
-			out = append(out, job{path: path, real: abs, size: st.Size()})
+			out = append(out, Target{Path: path, Real: abs, Size: st.Size()})
 		case t.IsRegular():
 			info, err := d.Info()
 			if err != nil {
 				res.Files = append(res.Files, File{Path: path, Errors: []Problem{{Location: loc, Message: err.Error()}}})
 				return nil
 			}
-			out = append(out, job{path: path, real: real, size: info.Size()})
+			out = append(out, Target{Path: path, Real: real, Size: info.Size()})
 		default:
 			res.Files = append(res.Files, File{Path: path, Unscanned: []Problem{{Location: loc, Message: "not a regular file (" + t.String() + ")"}}})
 		}

@@ -224,7 +224,7 @@ func (e *Env) MemberStream(ctx context.Context, parent Input, name string, r io.
 		}
 		ra = f
 	}
-	loc := locOf(parent, name)
+	loc := parent.MemberLoc(name)
 	switch {
 	case total > limit && ratioBound:
 		e.Report(finding.Finding{Rule: "archive/compression-ratio", Severity: finding.High, Location: loc,
@@ -243,15 +243,16 @@ func (e *Env) MemberStream(ctx context.Context, parent Input, name string, r io.
 	return e.Member(ctx, parent, name, ra, total, 0)
 }
 
-func locOf(parent Input, name string) finding.Location {
-	l := parent.At(-1)
+// MemberLoc returns the location of the member name inside in.
+func (in Input) MemberLoc(name string) finding.Location {
+	l := in.At(-1)
 	l.Members = append(l.Members, name)
 	return l
 }
 
 // admit checks a member against the budget and returns its Input.
 func (e *Env) admit(parent Input, name string, size, compressed int64) (Input, bool) {
-	loc := locOf(parent, name)
+	loc := parent.MemberLoc(name)
 	child := Input{Size: size, Loc: loc, Name: name, Depth: parent.Depth + 1}
 	switch {
 	case child.Depth > e.Limits.MaxDepth:

@@ -65,15 +65,9 @@ func (s *Scanner) Scan(ctx context.Context, in scan.Input, env *scan.Env) (err e
 	return nil
 }
 
-func memberLoc(in scan.Input, name string) finding.Location {
-	l := in.At(-1)
-	l.Members = append(l.Members, name)
-	return l
-}
-
 func (s *Scanner) member(ctx context.Context, in scan.Input, env *scan.Env, f *sevenzip.File) error {
 	name := f.Name
-	loc := memberLoc(in, name)
+	loc := in.MemberLoc(name)
 	if why := unsafeName(name); why != "" {
 		env.Report(finding.Finding{Rule: "archive/unsafe-name", Severity: finding.High, Location: loc,
 			Message:  fmt.Sprintf("member name %q %s; extracting it would write outside the target folder", name, why),

@@ -23,6 +23,7 @@ import (
 
 	"github.com/modelseal/modelseal/pkg/finding"
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/scanners/internal/pathcheck"
 	"github.com/modelseal/modelseal/scanners/pickle"
 )
 
@@ -92,8 +93,8 @@ func (s *Scanner) Scan(ctx context.Context, in scan.Input, env *scan.Env) error 
 		count++
 		off, _ := sr.Seek(0, io.SeekCurrent)
 		name := hdr.Name
-		loc := memberLoc(in, name)
-		if why := unsafeName(name); why != "" {
+		loc := in.MemberLoc(name)
+		if why := pathcheck.ArchiveName(name); why != "" {
 			env.Report(finding.Finding{Rule: "archive/unsafe-name", Severity: finding.High, Location: loc,
 				Message:  fmt.Sprintf("member name %q %s; extracting it would write outside the target folder", name, why),
 				Evidence: map[string]string{"name": name}})
@@ -102,7 +103,7 @@ func (s *Scanner) Scan(ctx context.Context, in scan.Input, env *scan.Env) error 
 		case tar.TypeSymlink, tar.TypeLink:
 			kind := map[byte]string{tar.TypeSymlink: "symbolic", tar.TypeLink: "hard"}[hdr.Typeflag]
 			sev := finding.Medium
-			if unsafeName(hdr.Linkname) != "" {
+			if pathcheck.ArchiveName(hdr.Linkname) != "" {
 				sev = finding.High
 			}
 			env.Report(finding.Finding{Rule: "archive/link", Severity: sev, Location: loc,
@@ -200,41 +201,15 @@ func hasSparse(hdr *tar.Header) bool {
 	return false
 }
 
-func memberLoc(in scan.Input, name string) finding.Location {
-	l := in.At(-1)
-	l.Members = append(l.Members, name)
-	return l
-}
-
 // isLegacyTar reports the members torch's legacy_load extracts.
 func isLegacyTar(names map[string]bool) bool {
 	return names["storages"] && names["tensors"] && names["pickle"]
 }
 
-// unsafeName says why a member name is unsafe to extract, or "".
-func unsafeName(name string) string {
-	switch {
-	case strings.IndexByte(name, 0) >= 0:
-		return "contains a NUL byte"
-	case strings.HasPrefix(name, "/"):
-		return "is absolute"
-	case len(name) >= 2 && name[1] == ':' && (name[0]|0x20 >= 'a' && name[0]|0x20 <= 'z'):
-		return "starts with a drive letter"
-	case strings.Contains(name, `\`):
-		return "contains a backslash"
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return `has a ".." component`
-		}
-	}
-	return ""
-}
-
 // scanLegacy parses a legacy tar's storages or tensors member at off.
 func scanLegacy(ctx context.Context, in scan.Input, env *scan.Env, name string, off, size int64) error {
 	child := in
-	child.Loc = memberLoc(in, name)
+	child.Loc = in.MemberLoc(name)
 	child.Name = name
 	child.Depth = in.Depth + 1
 	child.R = io.NewSectionReader(in.R, off, size)

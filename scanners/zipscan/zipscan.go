@@ -27,6 +27,7 @@ import (
 
 	"github.com/modelseal/modelseal/pkg/finding"
 	"github.com/modelseal/modelseal/pkg/scan"
+	"github.com/modelseal/modelseal/scanners/internal/pathcheck"
 )
 
 // Zip general-purpose flag bits that change how a member's data must be
@@ -153,7 +154,7 @@ func (z *zipScan) member(ctx context.Context, i int, f *zip.File) error {
 	} else {
 		z.seen[name] = i
 	}
-	if why := unsafeName(name); why != "" {
+	if why := pathcheck.ArchiveName(name); why != "" {
 		z.report("zip/unsafe-name", finding.High, display, fmt.Sprintf("member name %q %s; extracting it would write outside the target folder", name, why),
 			map[string]string{"name": name})
 	}
@@ -492,26 +493,6 @@ func isDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// unsafeName says why a member name is unsafe to extract, or "".
-func unsafeName(name string) string {
-	switch {
-	case strings.IndexByte(name, 0) >= 0:
-		return "contains a NUL byte"
-	case strings.HasPrefix(name, "/"):
-		return "is absolute"
-	case len(name) >= 2 && name[1] == ':' && (name[0]|0x20 >= 'a' && name[0]|0x20 <= 'z'):
-		return "starts with a drive letter"
-	case strings.Contains(name, `\`):
-		return "contains a backslash"
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return `has a ".." component`
-		}
-	}
-	return ""
 }
 
 func flagNames(bits uint16) string {

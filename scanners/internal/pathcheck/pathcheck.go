@@ -33,6 +33,19 @@ func Unsafe(name string) string {
 	return ""
 }
 
+// ArchiveName returns why an archive member name is unsafe to extract, or
+// "": what Unsafe refuses, and any backslash (a separator on Windows, and
+// never in a name a real tool writes).
+func ArchiveName(name string) string {
+	if why := Unsafe(name); why != "" {
+		return why
+	}
+	if strings.Contains(name, `\`) {
+		return "the name contains a backslash"
+	}
+	return ""
+}
+
 // Errors of Resolve.
 var (
 	ErrMissing    = errors.New("no such file")
