@@ -122,7 +122,7 @@ func (s *signFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&s.method, "sign", "", "sign the model and attach the signature: key, certificate or sigstore (bare --sign picks from the flags given)")
 	fs.Lookup("sign").NoOptDefVal = "auto"
 	s.sf.register(fs, "")
-	fs.StringVar(&s.bom, "bom", "", "attach a CycloneDX BOM: this JSON FILE (from `modelseal bom`); push with a bare --bom builds it from the folder")
+	fs.StringVar(&s.bom, "bom", "", "attach a CycloneDX BOM: this JSON `FILE` (made by modelseal bom); push with a bare --bom builds it from the folder")
 	fs.Lookup("bom").NoOptDefVal = bomGenerate
 }
 

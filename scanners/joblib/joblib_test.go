@@ -217,7 +217,7 @@ func TestFixtures(t *testing.T) {
 		})
 	}
 	if n == 0 {
-		t.Skip("fixtures not present")
+		t.Fatal("the committed fixtures are missing")
 	}
 }
 

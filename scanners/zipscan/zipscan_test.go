@@ -265,7 +265,7 @@ func corpus(t *testing.T, name string) []byte {
 			return b
 		}
 	}
-	t.Skipf("corpus file %s not present", name)
+	t.Fatalf("committed corpus file %s is missing", name)
 	return nil
 }
 
