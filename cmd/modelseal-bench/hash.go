@@ -78,7 +78,7 @@ func benchHash(c *config) error {
 	}
 	med := make([]stats, len(samples))
 	for i, ss := range samples {
-		med[i] = median(ss)
+		med[i] = medians(ss)
 	}
 	ours, shards, b3, ossl, mem := med[0], med[1], med[2], med[3], med[4]
 
@@ -208,17 +208,6 @@ func parallelOpenSSL(dir string, groups [][]genFile) (sample, error) {
 		out.maxRSS = max(out.maxRSS, rss[g])
 	}
 	return out, nil
-}
-
-func median(ss []sample) stats {
-	walls := make([]time.Duration, len(ss))
-	rss := make([]int64, len(ss))
-	for i, s := range ss {
-		walls[i], rss[i] = s.wall, s.maxRSS
-	}
-	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
-	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
-	return stats{wall: walls[len(walls)/2], maxRSS: rss[len(rss)/2]}
 }
 
 func totalSize(files []genFile) int64 {

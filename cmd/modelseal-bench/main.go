@@ -162,21 +162,33 @@ type stats struct {
 
 // repeat measures a command c.runs times and returns the medians.
 func (c *config) repeat(okExits []int, name string, args ...string) (stats, error) {
-	var walls []time.Duration
-	var rss, rchar []int64
+	var ss []sample
 	for i := 0; i < c.runs; i++ {
 		s, err := measure(okExits, name, args...)
 		if err != nil {
 			return stats{}, err
 		}
-		walls = append(walls, s.wall)
-		rss = append(rss, s.maxRSS)
-		rchar = append(rchar, s.rchar)
+		ss = append(ss, s)
+	}
+	return medians(ss), nil
+}
+
+// medians returns the median wall time, peak RSS and bytes read of samples
+// (each median taken on its own).
+func medians(ss []sample) stats {
+	if len(ss) == 0 {
+		return stats{rchar: -1}
+	}
+	walls := make([]time.Duration, len(ss))
+	rss := make([]int64, len(ss))
+	rchar := make([]int64, len(ss))
+	for i, s := range ss {
+		walls[i], rss[i], rchar[i] = s.wall, s.maxRSS, s.rchar
 	}
 	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
 	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
 	sort.Slice(rchar, func(i, j int) bool { return rchar[i] < rchar[j] })
-	return stats{wall: walls[len(walls)/2], maxRSS: rss[len(rss)/2], rchar: rchar[len(rchar)/2]}, nil
+	return stats{wall: walls[len(walls)/2], maxRSS: rss[len(rss)/2], rchar: rchar[len(rchar)/2]}
 }
 
 func mb(n int64) float64 { return float64(n) / 1e6 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"github.com/modelseal/modelseal/pkg/oci/ocitest"
@@ -132,21 +131,6 @@ func benchOCI(c *config) error {
 
 func overhead(s, base stats) float64 {
 	return 100 * (s.wall.Seconds()/base.wall.Seconds() - 1)
-}
-
-// medians reduces samples to their median wall time and peak memory.
-func medians(ss []sample) stats {
-	if len(ss) == 0 {
-		return stats{}
-	}
-	walls := make([]time.Duration, len(ss))
-	rss := make([]int64, len(ss))
-	for i, s := range ss {
-		walls[i], rss[i] = s.wall, s.maxRSS
-	}
-	sort.Slice(walls, func(i, j int) bool { return walls[i] < walls[j] })
-	sort.Slice(rss, func(i, j int) bool { return rss[i] < rss[j] })
-	return stats{wall: walls[len(walls)/2], maxRSS: rss[len(rss)/2]}
 }
 
 // makeOCIModel writes a model folder of about size bytes: four weight
