@@ -87,7 +87,19 @@ func benchHash(c *config) error {
 	row("modelseal hash (files, sha256)", ours, total, len(files), &ossl)
 	row("modelseal hash (1 GB shards, sha256)", shards, total, len(files), &ossl)
 	row("modelseal hash (files, blake3)", b3, total, len(files), &ossl)
-	fmt.Printf("  modelseal files/sha256 reaches %.0f%% of the in-memory SHA-256 bound\n", 100*mem.wall.Seconds()/ours.wall.Seconds())
+	// Whole-file hashing cannot split one file across cores: its bound is
+	// the in-memory rate reduced by the best largest-first schedule.
+	var makespan int64
+	for _, g := range groups {
+		makespan = max(makespan, totalSize(g))
+	}
+	ideal := float64(total) / float64(cores)
+	fileBound := mem.wall.Seconds() * float64(makespan) / ideal
+	fmt.Printf("  shards/sha256 reach %.0f%% of the in-memory SHA-256 bound (goal 85%%)\n", 100*mem.wall.Seconds()/shards.wall.Seconds())
+	fmt.Printf("  files/sha256 reach %.0f%% of the whole-file bound (largest-first schedule: %.2f of the in-memory bound; goal 85%%)\n",
+		100*fileBound/ours.wall.Seconds(), ideal/float64(makespan))
+	fmt.Printf("  vs openssl one process per core: files ×%.2f, shards ×%.2f, blake3 ×%.2f (goal > 1)\n",
+		ossl.wall.Seconds()/ours.wall.Seconds(), ossl.wall.Seconds()/shards.wall.Seconds(), ossl.wall.Seconds()/b3.wall.Seconds())
 	for _, s := range []stats{ours, shards, b3} {
 		if s.maxRSS > 100e6 {
 			return fmt.Errorf("peak RSS %.1f MB exceeds 100 MB", mb(s.maxRSS))

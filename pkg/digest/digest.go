@@ -243,6 +243,12 @@ func hashRange(ctx context.Context, f *modelfs.File, start, end int64, alg Algor
 	}
 	defer r.Close()
 	adviseSequential(r, start, end-start)
+	if mapped, err := hashMapped(ctx, r, f.Name, start, end, h); mapped {
+		if err != nil {
+			return nil, err
+		}
+		return finish(f, r, end, buf, h)
+	}
 	off := start
 	for off < end {
 		if err := ctx.Err(); err != nil {
@@ -259,6 +265,12 @@ func hashRange(ctx context.Context, f *modelfs.File, start, end int64, alg Algor
 			return nil, fmt.Errorf("hashing %s: %w", f.Name, err)
 		}
 	}
+	return finish(f, r, end, buf, h)
+}
+
+// finish checks that a file did not grow past the listed size, then
+// returns the digest.
+func finish(f *modelfs.File, r io.ReaderAt, end int64, buf []byte, h hash.Hash) ([]byte, error) {
 	if end == f.Size {
 		// A file that grew after the listing would be signed truncated.
 		if m, _ := r.ReadAt(buf[:1], end); m > 0 {
