@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmapWindow is how much of a file is mapped at a time.
-const mmapWindow = 256 << 20
+// mmapWindow is how much of a file is mapped at a time: mapped pages count
+// in the process's resident memory, so windows are kept small.
+const mmapWindow = 16 << 20
 
 // minMmap is the smallest range worth mapping; smaller ones are read.
 const minMmap = 16 << 20
@@ -48,7 +49,7 @@ func hashMapped(ctx context.Context, r any, name string, start, end int64, h has
 		}
 		base := off / page * page
 		n := min(end-base, mmapWindow)
-		m, merr := unix.Mmap(int(f.Fd()), base, int(n), unix.PROT_READ, unix.MAP_SHARED)
+		m, merr := unix.Mmap(int(f.Fd()), base, int(n), unix.PROT_READ, unix.MAP_SHARED|unix.MAP_POPULATE)
 		if merr != nil {
 			if off == start {
 				return false, nil // not mappable (a pipe, a special file system): read it
