@@ -68,4 +68,3 @@ func hashMapped(ctx context.Context, r any, name string, start, end int64, h has
 	}
 	return true, nil
 }
-
