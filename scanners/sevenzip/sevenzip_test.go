@@ -110,7 +110,7 @@ func TestCorruptKeepsPrefix(t *testing.T) {
 }
 
 func TestCorpus(t *testing.T) {
-	paths := []string{"/work/shared/corpus/picklescan/files/data/malicious1.7z", "../../fixtures/malicious/sevenzip_payload_harmless.7z"}
+	paths := []string{"../../testdata/picklescan/files/data/malicious1.7z", "../../fixtures/malicious/sevenzip_payload_harmless.7z"}
 	n := 0
 	for _, path := range paths {
 		data, err := os.ReadFile(path)

@@ -167,8 +167,8 @@ func corpusFiles(patterns ...string) []string {
 }
 
 func TestCorpus(t *testing.T) {
-	files := corpusFiles("../../fixtures/*/torch_legacy_*.pt", "/work/shared/corpus/picklescan/files/data/pytorch_model.bin",
-		"/work/shared/corpus/picklescan/files/data/pytorch_magic_bypass.pt")
+	files := corpusFiles("../../fixtures/*/torch_legacy_*.pt", "../../testdata/picklescan/files/data/pytorch_model.bin",
+		"../../testdata/picklescan/files/data/pytorch_magic_bypass.pt")
 	if len(files) == 0 {
 		t.Fatal("the committed corpus is missing")
 	}

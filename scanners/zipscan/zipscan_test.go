@@ -260,7 +260,7 @@ func TestMatch(t *testing.T) {
 // corpus is the picklescan corpus; tests using it are skipped when absent.
 func corpus(t *testing.T, name string) []byte {
 	t.Helper()
-	for _, dir := range []string{"../../testdata/picklescan/files", "/work/shared/corpus/picklescan/files"} {
+	for _, dir := range []string{"../../testdata/picklescan/files"} {
 		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
 			return b
 		}
@@ -331,7 +331,7 @@ func fixRawSizes(t testing.TB, data []byte, comp uint64) []byte {
 func FuzzScan(f *testing.F) {
 	f.Add(build(f, entry{name: "a.pkl", data: pkl}, entry{name: "b", data: "hello hello hello", method: zip.Deflate}))
 	f.Add(build(f, entry{name: "archive/data.pkl", data: pkl}, entry{name: "archive/data/0", data: "x"}, entry{name: "archive/version", data: "3\n"}))
-	for _, dir := range []string{"/work/shared/corpus/picklescan/files/data", "/work/shared/corpus/picklescan/files/data2"} {
+	for _, dir := range []string{"../../testdata/picklescan/files/data", "../../testdata/picklescan/files/data2"} {
 		matches, _ := filepath.Glob(filepath.Join(dir, "*.zip"))
 		npz, _ := filepath.Glob(filepath.Join(dir, "*.npz"))
 		for _, m := range append(matches, npz...) {
