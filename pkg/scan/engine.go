@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -39,6 +40,36 @@ type File struct {
 	Metadata map[string]any `json:"metadata,omitempty"`
 	// Duration is how long the scan of the file took.
 	Duration time.Duration `json:"-"`
+}
+
+// Rules returns the rule ids of the file's findings, in order.
+func (f *File) Rules() []string {
+	out := make([]string, 0, len(f.Findings))
+	for _, x := range f.Findings {
+		out = append(out, x.Rule)
+	}
+	return out
+}
+
+// MaxSeverity returns the highest severity among the file's findings
+// (Info when there are none).
+func (f *File) MaxSeverity() finding.Severity {
+	s := finding.Info
+	for _, x := range f.Findings {
+		s = max(s, x.Severity)
+	}
+	return s
+}
+
+// ScanBytes scans an in-memory stream as if it were the file named name.
+func ScanBytes(ctx context.Context, name string, data []byte, opts Options) File {
+	file := File{Path: name, Size: int64(len(data))}
+	loc := finding.Location{Path: name, Offset: -1}
+	env := NewEnv(opts.Policy, opts.Limits, opts.Scanners, &file)
+	if err := env.Dispatch(ctx, Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: loc, Name: filepath.Base(name)}); err != nil {
+		env.Fail(loc, err)
+	}
+	return file
 }
 
 // Result is a whole run.

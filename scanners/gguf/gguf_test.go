@@ -123,13 +123,7 @@ func build(s spec) []byte {
 
 func run(t testing.TB, data []byte) scan.File {
 	t.Helper()
-	var f scan.File
-	env := scan.NewEnv(testPolicy(), scan.Limits{}, []scan.Scanner{Scanner{}, pickle.Scanner{}}, &f)
-	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "m.gguf", Offset: -1}, Name: "m.gguf"}
-	if err := env.Dispatch(context.Background(), in); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	return f
+	return scan.ScanBytes(context.Background(), "m.gguf", data, scan.Options{Policy: testPolicy(), Scanners: []scan.Scanner{Scanner{}, pickle.Scanner{}}})
 }
 
 const chatml = `{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}`

@@ -1,7 +1,6 @@
 package hfconfig
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"slices"
@@ -18,13 +17,7 @@ var testPolicy = sync.OnceValue(policy.Default)
 
 func run(t testing.TB, data []byte) scan.File {
 	t.Helper()
-	var f scan.File
-	env := scan.NewEnv(testPolicy(), scan.Limits{}, []scan.Scanner{Scanner{}}, &f)
-	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "tokenizer_config.json", Offset: -1}}
-	if err := env.Dispatch(context.Background(), in); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	return f
+	return scan.ScanBytes(context.Background(), "tokenizer_config.json", data, scan.Options{Policy: testPolicy(), Scanners: []scan.Scanner{Scanner{}}})
 }
 
 const llama3 = `{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}`

@@ -55,29 +55,7 @@ func run(t testing.TB, data []byte, scanners ...scan.Scanner) scan.File {
 	if len(scanners) == 0 {
 		scanners = []scan.Scanner{Scanner{}, H5Scanner{}}
 	}
-	var f scan.File
-	env := scan.NewEnv(policy.Default(), scan.Limits{}, scanners, &f)
-	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "t", Offset: -1}, Name: "t"}
-	if err := env.Dispatch(context.Background(), in); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	return f
-}
-
-func rules(f scan.File) []string {
-	var out []string
-	for _, x := range f.Findings {
-		out = append(out, x.Rule)
-	}
-	return out
-}
-
-func maxSev(f scan.File) finding.Severity {
-	s := finding.Info
-	for _, x := range f.Findings {
-		s = max(s, x.Severity)
-	}
-	return s
+	return scan.ScanBytes(context.Background(), "t", data, scan.Options{Policy: policy.Default(), Scanners: scanners})
 }
 
 func TestConfig(t *testing.T) {
@@ -140,7 +118,7 @@ func TestConfig(t *testing.T) {
 			if len(f.Errors) > 0 || !slices.Contains(f.Formats, "keras") {
 				t.Fatalf("formats %v errors %v unscanned %v", f.Formats, f.Errors, f.Unscanned)
 			}
-			got := rules(f)
+			got := f.Rules()
 			if tt.rules == nil {
 				if len(got) > 0 {
 					t.Fatalf("want no findings, got %v", f.Findings)
@@ -152,7 +130,7 @@ func TestConfig(t *testing.T) {
 					t.Errorf("rule %s missing; findings %v", r, f.Findings)
 				}
 			}
-			if s := maxSev(f); s != tt.sev {
+			if s := f.MaxSeverity(); s != tt.sev {
 				t.Errorf("severity %v, want %v; findings %v", s, tt.sev, f.Findings)
 			}
 			if tt.global != "" && !slices.ContainsFunc(f.Findings, func(x finding.Finding) bool { return x.Global == tt.global }) {
@@ -202,7 +180,7 @@ func TestMetadataAndEncodings(t *testing.T) {
 		u = append(u, byte(r), 0)
 	}
 	f = run(t, u)
-	if !slices.Contains(rules(f), RuleLambda) || !slices.Contains(rules(f), RuleEncoding) {
+	if !slices.Contains(f.Rules(), RuleLambda) || !slices.Contains(f.Rules(), RuleEncoding) {
 		t.Errorf("UTF-16 config: findings %v errors %v", f.Findings, f.Errors)
 	}
 }
@@ -262,15 +240,15 @@ func TestFixtures(t *testing.T) {
 			}
 			switch l.Verdict {
 			case "benign":
-				if maxSev(f) >= finding.Medium {
+				if f.MaxSeverity() >= finding.Medium {
 					t.Errorf("benign fixture flagged: %v", f.Findings)
 				}
 			case "malicious":
-				if maxSev(f) < finding.High {
+				if f.MaxSeverity() < finding.High {
 					t.Errorf("malicious fixture not blocked: %v", f.Findings)
 				}
 				for _, r := range l.Rules {
-					if !slices.Contains(rules(f), r) {
+					if !slices.Contains(f.Rules(), r) {
 						t.Errorf("rule %s missing: %v", r, f.Findings)
 					}
 				}

@@ -47,13 +47,7 @@ func u64(n uint64) []byte { return binary.LittleEndian.AppendUint64(nil, n) }
 // run scans data as a file and returns the file result.
 func run(t *testing.T, data []byte) scan.File {
 	t.Helper()
-	var f scan.File
-	env := scan.NewEnv(policy.Default(), scan.Limits{}, []scan.Scanner{Scanner{}}, &f)
-	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "t.pkl", Offset: -1}, Name: "t.pkl"}
-	if err := env.Dispatch(context.Background(), in); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	return f
+	return scan.ScanBytes(context.Background(), "t.pkl", data, scan.Options{Policy: testPolicy, Scanners: []scan.Scanner{Scanner{}}})
 }
 
 func globals(f scan.File) []string {
@@ -66,13 +60,8 @@ func globals(f scan.File) []string {
 	return out
 }
 
-func rules(f scan.File) []string {
-	var out []string
-	for _, x := range f.Findings {
-		out = append(out, x.Rule)
-	}
-	return out
-}
+// testPolicy is built once for every test of the package.
+var testPolicy = policy.Default()
 
 func TestAnalyze(t *testing.T) {
 	evalCall := asm(su("builtins"), su("eval"), opStackGlobal, su("1"), opTuple1, opReduce, opStop)
@@ -153,7 +142,7 @@ func TestAnalyze(t *testing.T) {
 				t.Errorf("globals = %v, want %v (findings %v)", got, tt.globals, f.Findings)
 			}
 			for _, r := range tt.rules {
-				if !slices.Contains(rules(f), r) {
+				if !slices.Contains(f.Rules(), r) {
 					t.Errorf("rule %s missing; findings %v", r, f.Findings)
 				}
 			}

@@ -29,29 +29,7 @@ func file(header string, buf []byte) []byte {
 // unless the scanner resolves shards next to it).
 func run(t testing.TB, path string, data []byte) scan.File {
 	t.Helper()
-	var f scan.File
-	env := scan.NewEnv(testPolicy(), scan.Limits{}, []scan.Scanner{Scanner{}, IndexScanner{}, pickle.Scanner{}}, &f)
-	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: path, Offset: -1}, Name: filepath.Base(path)}
-	if err := env.Dispatch(context.Background(), in); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	return f
-}
-
-func rules(f scan.File) []string {
-	var out []string
-	for _, x := range f.Findings {
-		out = append(out, x.Rule)
-	}
-	return out
-}
-
-func maxSeverity(f scan.File) finding.Severity {
-	s := finding.Info
-	for _, x := range f.Findings {
-		s = max(s, x.Severity)
-	}
-	return s
+	return scan.ScanBytes(context.Background(), path, data, scan.Options{Policy: testPolicy(), Scanners: []scan.Scanner{Scanner{}, IndexScanner{}, pickle.Scanner{}}})
 }
 
 const twoTensors = `{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"b":{"dtype":"BF16","shape":[3],"data_offsets":[16,22]}}`
@@ -124,14 +102,14 @@ func TestScan(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := run(t, "m.safetensors", tt.data)
-			got := slices.Compact(slices.Sorted(slices.Values(rules(f))))
+			got := slices.Compact(slices.Sorted(slices.Values(f.Rules())))
 			if tt.rules != nil || len(got) > 0 {
 				want := slices.Sorted(slices.Values(tt.rules))
 				if !slices.Equal(got, want) && tt.maxSev != finding.Critical {
 					t.Errorf("rules = %v, want %v; findings %v", got, want, f.Findings)
 				}
 			}
-			if s := maxSeverity(f); s != tt.maxSev {
+			if s := f.MaxSeverity(); s != tt.maxSev {
 				t.Errorf("max severity = %v, want %v; findings %v", s, tt.maxSev, f.Findings)
 			}
 			if len(f.Errors) != tt.errors {
@@ -156,7 +134,7 @@ func TestTrailingPickleLocation(t *testing.T) {
 			found = true
 		}
 	}
-	if !found || !slices.Contains(rules(f), RuleTrailingData) {
+	if !found || !slices.Contains(f.Rules(), RuleTrailingData) {
 		t.Fatalf("payload after the buffer not found: %v", f.Findings)
 	}
 }
@@ -312,11 +290,11 @@ func TestIndex(t *testing.T) {
 				}
 			}
 			f := run(t, p, []byte(tt.index))
-			got := slices.Compact(slices.Sorted(slices.Values(rules(f))))
+			got := slices.Compact(slices.Sorted(slices.Values(f.Rules())))
 			if !slices.Equal(got, tt.rules) && !(tt.rules == nil && got == nil) {
 				t.Errorf("rules = %v, want %v; findings %v", got, tt.rules, f.Findings)
 			}
-			if s := maxSeverity(f); s != tt.maxSev {
+			if s := f.MaxSeverity(); s != tt.maxSev {
 				t.Errorf("max severity = %v, want %v", s, tt.maxSev)
 			}
 			if len(f.Errors) != 0 || !slices.Equal(f.Formats, []string{"safetensors-index"}) {
@@ -335,7 +313,7 @@ func TestIndexMetadataAndMembers(t *testing.T) {
 	if err := env.Dispatch(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	if got := rules(f); !slices.Equal(got, []string{RuleIndexUnsafePath}) {
+	if got := f.Rules(); !slices.Equal(got, []string{RuleIndexUnsafePath}) {
 		t.Fatalf("a member is checked by name only: %v", f.Findings)
 	}
 	key := "m/model.safetensors.index.json:safetensors.index.shards"

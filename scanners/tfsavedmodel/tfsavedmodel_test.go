@@ -132,13 +132,7 @@ func maliciousMeta() []byte {
 
 func run(t testing.TB, data []byte) scan.File {
 	t.Helper()
-	var f scan.File
-	env := scan.NewEnv(policy.Default(), scan.Limits{}, []scan.Scanner{Scanner{}, MetadataScanner{}}, &f)
-	in := scan.Input{R: bytes.NewReader(data), Size: int64(len(data)), Loc: finding.Location{Path: "t", Offset: -1}, Name: "t"}
-	if err := env.Dispatch(context.Background(), in); err != nil {
-		t.Fatalf("dispatch: %v", err)
-	}
-	return f
+	return scan.ScanBytes(context.Background(), "t", data, scan.Options{Policy: policy.Default(), Scanners: []scan.Scanner{Scanner{}, MetadataScanner{}}})
 }
 
 func rules(f scan.File, min finding.Severity) []string {
