@@ -272,11 +272,17 @@ Methods: key (EC private key), certificate (private key + certificate chain), si
 1 signing failed, 2 an input could not be read, 3 usage.`,
 		Example: "  modelseal sign key --private-key key.pem model/\n  modelseal sign certificate --private-key key.pem --signing-cert leaf.pem --cert-chain int.pem model/\n  modelseal sign model/   # keyless, token from SIGSTORE_ID_TOKEN or GitHub Actions",
 	}
+	return withMethods(parent, func(method string) *cobra.Command { return newSignMethodCmd(stdout, stderr, method) })
+}
+
+// withMethods gives parent one subcommand per method (key, certificate,
+// sigstore) and makes "parent MODEL" the keyless one, as model_signing's
+// CLI does.
+func withMethods(parent *cobra.Command, newMethod func(method string) *cobra.Command) *cobra.Command {
 	for _, method := range []string{"key", "certificate", "sigstore"} {
-		parent.AddCommand(newSignMethodCmd(stdout, stderr, method))
+		parent.AddCommand(newMethod(method))
 	}
-	// "modelseal sign MODEL" is keyless signing, as in model_signing.
-	def := newSignMethodCmd(stdout, stderr, "sigstore")
+	def := newMethod("sigstore")
 	parent.Flags().AddFlagSet(def.Flags())
 	parent.Args = cobra.ExactArgs(1)
 	parent.RunE = def.RunE

@@ -168,15 +168,7 @@ signature attached to the manifest is checked against the layer digests, no blob
 Exit codes: 0 verified, 1 verification failed, 2 an input could not be read, 3 usage.`,
 		Example: "  modelseal verify key --public-key key.pub model/\n  modelseal verify certificate --cert-chain ca.pem model/\n  modelseal verify sigstore --identity me@example.com --identity-provider https://accounts.google.com model/",
 	}
-	for _, method := range []string{"key", "certificate", "sigstore"} {
-		parent.AddCommand(newVerifyMethodCmd(stdout, stderr, method))
-	}
-	def := newVerifyMethodCmd(stdout, stderr, "sigstore")
-	parent.Flags().AddFlagSet(def.Flags())
-	parent.Args = cobra.ExactArgs(1)
-	parent.RunE = def.RunE
-	parent.SetGlobalNormalizationFunc(normalizeFlag)
-	return parent
+	return withMethods(parent, func(method string) *cobra.Command { return newVerifyMethodCmd(stdout, stderr, method) })
 }
 
 func newVerifyMethodCmd(stdout, stderr io.Writer, method string) *cobra.Command {
