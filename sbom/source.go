@@ -24,8 +24,6 @@ const (
 	KindOCILayout   = "oci-layout"
 	ociLayoutFile   = "oci-layout"
 	maxOCIJSONSize  = 4 << 20
-	maxRefFileSize  = 4096
-	hfCachePrefix   = "models--"
 	annFilepath     = "org.cncf.model.filepath"
 	annFilepathOld  = "org.cnai.model.filepath"
 	annTitle        = "org.opencontainers.image.title"
@@ -96,17 +94,19 @@ type OpenOptions struct {
 // or hf://org/name[@rev] looked up in the local cache) or an OCI image
 // layout holding a ModelPack artifact.
 func Open(path string, opts OpenOptions) (*Source, *modelfs.Set, error) {
-	if strings.HasPrefix(path, "hf://") {
-		repo, _, err := hfcache.Resolve(path, os.Getenv)
+	if repo, ok, err := hfcache.Resolve(path, os.Getenv); ok {
 		if err != nil {
 			return nil, nil, err
+		}
+		if opts.Revision != "" {
+			if repo, err = hfcache.Open(repo.Dir, opts.Revision); err != nil {
+				return nil, nil, err
+			}
 		}
 		if repo.Kind != "model" {
 			return nil, nil, fmt.Errorf("%s: a %s, not a model", path, repo.Kind)
 		}
-		o := opts
-		o.Revision = repo.Revision
-		return openHFCache(repo.Dir, repo.ID, o)
+		return openHFCache(repo, opts)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -116,109 +116,26 @@ func Open(path string, opts OpenOptions) (*Source, *modelfs.Set, error) {
 		set, err := modelfs.Open(path, opts.Files)
 		return &Source{Kind: KindFile}, set, err
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("model %s: %w", path, err)
-	}
 	if isFile(filepath.Join(path, ociLayoutFile)) && isFile(filepath.Join(path, "index.json")) {
 		return openOCILayout(path)
-	}
-	if repo, ok := hfRepoID(filepath.Base(abs)); ok && isDir(filepath.Join(path, "snapshots")) {
-		return openHFCache(path, repo, opts)
-	}
-	// A snapshot folder: models--org--name/snapshots/<commit>.
-	if parent := filepath.Dir(abs); filepath.Base(parent) == "snapshots" {
-		if repo, ok := hfRepoID(filepath.Base(filepath.Dir(parent))); ok {
-			o := opts
-			o.Revision = filepath.Base(abs)
-			return openHFCache(filepath.Dir(parent), repo, o)
-		}
 	}
 	set, err := modelfs.Open(path, opts.Files)
 	return &Source{Kind: KindFolder}, set, err
 }
 
 func isFile(p string) bool { fi, err := os.Stat(p); return err == nil && fi.Mode().IsRegular() }
-func isDir(p string) bool  { fi, err := os.Stat(p); return err == nil && fi.IsDir() }
 
-var hfPart = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-// hfRepoID turns a cache folder name models--org--name into org/name.
-func hfRepoID(base string) (string, bool) {
-	rest, ok := strings.CutPrefix(base, hfCachePrefix)
-	if !ok {
-		return "", false
-	}
-	parts := strings.Split(rest, "--")
-	for _, p := range parts {
-		if !hfPart.MatchString(p) {
-			return "", false
-		}
-	}
-	if len(parts) > 2 {
-		return "", false
-	}
-	return strings.Join(parts, "/"), true
-}
-
-var hexName = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
-
-// openHFCache lists a snapshot of a Hugging Face cache entry.
-func openHFCache(repoDir, repo string, opts OpenOptions) (*Source, *modelfs.Set, error) {
-	snaps := filepath.Join(repoDir, "snapshots")
-	rev := opts.Revision
-	if rev == "" || !isDir(filepath.Join(snaps, rev)) {
-		ref := rev
-		if ref == "" {
-			ref = "main"
-		}
-		refPath := filepath.Join(repoDir, "refs", filepath.FromSlash(ref))
-		if c, err := modelfs.CleanName(ref); err != nil || c != ref {
-			return nil, nil, fmt.Errorf("%s: revision %q is not a ref name", repoDir, ref)
-		}
-		switch data, err := readLimited(refPath, maxRefFileSize); {
-		case err == nil:
-			rev = strings.TrimSpace(string(data))
-			if !hexName.MatchString(rev) {
-				return nil, nil, fmt.Errorf("%s: not a commit hash: %q", refPath, rev)
-			}
-		case opts.Revision != "":
-			return nil, nil, fmt.Errorf("%s: no snapshot or ref %q", repoDir, opts.Revision)
-		default:
-			// No refs/main: the newest snapshot.
-			entries, err := os.ReadDir(snaps)
-			if err != nil {
-				return nil, nil, fmt.Errorf("%s: %w", snaps, err)
-			}
-			var newest os.FileInfo
-			for _, e := range entries {
-				fi, err := e.Info()
-				if err != nil || !fi.IsDir() {
-					continue
-				}
-				if newest == nil || fi.ModTime().After(newest.ModTime()) ||
-					(fi.ModTime().Equal(newest.ModTime()) && fi.Name() > newest.Name()) {
-					newest = fi
-				}
-			}
-			if newest == nil {
-				return nil, nil, fmt.Errorf("%s: no snapshots", snaps)
-			}
-			rev = newest.Name()
-		}
-	}
-	snap := filepath.Join(snaps, rev)
-	if !isDir(snap) {
-		return nil, nil, fmt.Errorf("%s: snapshot %s is not in the cache", repoDir, rev)
-	}
+// openHFCache lists the snapshot of a Hugging Face cache entry; its links
+// into the repository's blobs are followed.
+func openHFCache(repo *hfcache.Repo, opts OpenOptions) (*Source, *modelfs.Set, error) {
 	fo := opts.Files
 	fo.Symlinks = modelfs.FollowSymlinks
-	fo.SymlinkRoot = repoDir
-	set, err := modelfs.Open(snap, fo)
+	fo.SymlinkRoot = repo.Dir
+	set, err := modelfs.Open(repo.Snapshot, fo)
 	if err != nil {
 		return nil, nil, err
 	}
-	src := &Source{Kind: KindHFCache, RepoID: repo, Revision: rev, Blobs: map[string]string{}}
+	src := &Source{Kind: KindHFCache, RepoID: repo.ID, Revision: repo.Revision, Blobs: map[string]string{}}
 	for _, f := range set.Files {
 		if filepath.Base(filepath.Dir(f.Path)) == "blobs" {
 			src.Blobs[f.Name] = filepath.Base(f.Path)

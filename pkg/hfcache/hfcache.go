@@ -72,7 +72,7 @@ func CacheDir(getenv func(string) string) string {
 // reference (looked up in CacheDir), a repository folder, or a snapshot
 // folder. It reports false when arg is none of these. A revision may be a
 // branch or tag (looked up in refs/) or a commit hash; without one, refs/main
-// is used, or the only snapshot.
+// is used, or the newest snapshot.
 func Resolve(arg string, getenv func(string) string) (*Repo, bool, error) {
 	if rest, ok := strings.CutPrefix(arg, "hf://"); ok {
 		kind := "models"
@@ -90,7 +90,7 @@ func Resolve(arg string, getenv func(string) string) (*Repo, bool, error) {
 		if _, err := os.Stat(dir); err != nil {
 			return nil, true, fmt.Errorf("%s is not in the local Hugging Face cache (%s): %w", arg, dir, err)
 		}
-		r, err := open(dir, rev)
+		r, err := Open(dir, rev)
 		return r, true, err
 	}
 	abs, err := filepath.Abs(arg)
@@ -98,12 +98,12 @@ func Resolve(arg string, getenv func(string) string) (*Repo, bool, error) {
 		return nil, false, nil
 	}
 	if isRepoDir(abs) {
-		r, err := open(abs, "")
+		r, err := Open(abs, "")
 		return r, true, err
 	}
 	// A snapshot folder: <repo>/snapshots/<commit>.
 	if parent := filepath.Dir(abs); filepath.Base(parent) == "snapshots" && isRepoDir(filepath.Dir(parent)) {
-		r, err := open(filepath.Dir(parent), filepath.Base(abs))
+		r, err := Open(filepath.Dir(parent), filepath.Base(abs))
 		return r, true, err
 	}
 	return nil, false, nil
@@ -119,7 +119,10 @@ func isRepoDir(dir string) bool {
 	return err == nil && st.IsDir()
 }
 
-func open(dir, rev string) (*Repo, error) {
+// Open opens the repository folder dir at a revision: a ref under refs/ (a
+// branch or tag), a commit hash, or "" for refs/main, else the newest
+// snapshot.
+func Open(dir, rev string) (*Repo, error) {
 	base := filepath.Base(dir)
 	prefix, id, _ := strings.Cut(base, "--")
 	r := &Repo{Dir: dir, Kind: kinds[prefix], ID: strings.Replace(id, "--", "/", 1)}
@@ -140,14 +143,26 @@ func open(dir, rev string) (*Repo, error) {
 			r.Revision = strings.TrimSpace(string(b))
 			break
 		}
+		// No refs/main: the newest snapshot (modification time, then name).
 		entries, err := os.ReadDir(filepath.Join(dir, "snapshots"))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", dir, err)
 		}
-		if len(entries) != 1 {
-			return nil, fmt.Errorf("%s: no refs/main and %d snapshots: name a revision (hf://%s@REV)", dir, len(entries), r.ID)
+		var newest os.FileInfo
+		for _, e := range entries {
+			fi, err := e.Info()
+			if err != nil || !fi.IsDir() {
+				continue
+			}
+			if newest == nil || fi.ModTime().After(newest.ModTime()) ||
+				(fi.ModTime().Equal(newest.ModTime()) && fi.Name() > newest.Name()) {
+				newest = fi
+			}
 		}
-		r.Revision = entries[0].Name()
+		if newest == nil {
+			return nil, fmt.Errorf("%s: no snapshots", dir)
+		}
+		r.Revision = newest.Name()
 	}
 	if !commit.MatchString(r.Revision) {
 		return nil, fmt.Errorf("%s: revision %q is not a commit hash", dir, r.Revision)

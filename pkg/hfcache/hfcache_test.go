@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 const rev = "0123456789abcdef0123456789abcdef01234567"
@@ -121,5 +122,22 @@ func TestCheck(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s: %q, want %q (%v)", k, got[k], v, fs)
 		}
+	}
+}
+
+// TestNewestSnapshot: without refs/main the newest snapshot is used.
+func TestNewestSnapshot(t *testing.T) {
+	_, repo := makeCache(t, map[string]string{"config.json": "{}"}, nil)
+	os.Remove(filepath.Join(repo, "refs", "main"))
+	const newer = "fedcba9876543210fedcba9876543210fedcba98"
+	if err := os.Mkdir(filepath.Join(repo, "snapshots", newer), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := filepath.Join(repo, "snapshots", rev)
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(old, past, past)
+	r, err := Open(repo, "")
+	if err != nil || r.Revision != newer {
+		t.Fatalf("Open = %+v, %v; want the newest snapshot %s", r, err, newer)
 	}
 }
