@@ -45,20 +45,26 @@ func benchBOM(c *config) error {
 		return err
 	}
 	row("baseline: cat (read every byte)", base, total, 0, nil)
-	bom, err := c.repeat([]int{0}, c.bin, "bom", "-o", bomOut, dir)
-	if err != nil {
-		return err
+	// The three commands are interleaved run by run, so that drift in the
+	// machine's load touches them alike.
+	cmds := [][]string{
+		{"bom", "-o", bomOut, dir},
+		{"sign", "key", "--private-key", key, "--signature", sig, dir},
+		{"sign", "key", "--private-key", key, "--signature", sig, "--bom", bomOut, dir},
 	}
+	samples := make([][]sample, len(cmds))
+	for r := 0; r < c.runs; r++ {
+		for i, args := range cmds {
+			s, err := measure([]int{0}, c.bin, args...)
+			if err != nil {
+				return err
+			}
+			samples[i] = append(samples[i], s)
+		}
+	}
+	bom, signAlone, both := medians(samples[0]), medians(samples[1]), medians(samples[2])
 	row("modelseal bom", bom, total, 0, &base)
-	signAlone, err := c.repeat([]int{0}, c.bin, "sign", "key", "--private-key", key, "--signature", sig, dir)
-	if err != nil {
-		return err
-	}
 	row("modelseal sign key", signAlone, total, 0, &base)
-	both, err := c.repeat([]int{0}, c.bin, "sign", "key", "--private-key", key, "--signature", sig, "--bom", bomOut, dir)
-	if err != nil {
-		return err
-	}
 	row("modelseal sign key --bom", both, total, 0, &base)
 	ratio := both.wall.Seconds() / signAlone.wall.Seconds()
 	verdict := "ok"
