@@ -124,7 +124,7 @@ func buildBOM(ctx context.Context, stdout, stderr io.Writer, src *sbom.Source, s
 func newBOMCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
 		bf            bomFlags
-		vf            verifierFlags
+		vf            = verifierFlags{stderr: stderr}
 		output, sig   string
 		revision      string
 		ignorePaths   []string

@@ -57,7 +57,7 @@ func newOMSSignCmd(stdout, stderr io.Writer) *cobra.Command {
 
 func newOMSVerifyCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
-		vf                    verifierFlags
+		vf                    = verifierFlags{stderr: stderr}
 		method, model, bundle string
 	)
 	cmd := &cobra.Command{

@@ -11,7 +11,7 @@ import (
 
 func newPullCmd(stdout, stderr io.Writer) *cobra.Command {
 	var (
-		vf       verifierFlags
+		vf       = verifierFlags{stderr: stderr}
 		rf       registryFlags
 		sc       scanFlags
 		insecure bool

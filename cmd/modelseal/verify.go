@@ -17,13 +17,16 @@ import (
 
 // verifierFlags are the trust flags of every verification method.
 type verifierFlags struct {
-	publicKey      string
-	certChain      []string
-	identity       string
-	identityRegex  string
-	issuer         string
-	issuerRegex    string
-	trustedRoot    string
+	publicKey     string
+	certChain     []string
+	identity      string
+	identityRegex string
+	issuer        string
+	issuerRegex   string
+	trustedRoot   string
+	offline       bool
+	// stderr receives a note of which trusted root was used.
+	stderr         io.Writer
 	trustConfig    string
 	ignorePaths    []string
 	ignoreUnsigned bool
@@ -42,8 +45,9 @@ func (v *verifierFlags) register(fs *pflag.FlagSet, method string) {
 		fs.StringVar(&v.identityRegex, "identity-regex", "", "expected signer identity, as a regular expression matching the whole SAN")
 		fs.StringVar(&v.issuer, "identity-provider", "", "expected OIDC issuer, exact")
 		fs.StringVar(&v.issuerRegex, "identity-provider-regex", "", "expected OIDC issuer, as a regular expression matching it whole")
-		fs.StringVar(&v.trustedRoot, "trusted-root", "", "Sigstore trusted_root.json (default: the public-good root embedded in modelseal)")
+		fs.StringVar(&v.trustedRoot, "trusted-root", "", "Sigstore trusted_root.json (default: the public-good root, refreshed through TUF when the network allows, else the one embedded in modelseal)")
 		fs.StringVar(&v.trustConfig, "trust-config", "", "Sigstore client trust config whose trustedRoot to use")
+		fs.BoolVar(&v.offline, "offline", false, "do not refresh the public-good trusted root through TUF; use the one embedded in modelseal (also MODELSEAL_OFFLINE=1)")
 	}
 	fs.StringSliceVar(&v.ignorePaths, "ignore-paths", nil, "more paths to leave out, relative to the model (or to the working directory when they point inside it); repeatable")
 	fs.BoolVar(&v.ignoreUnsigned, "ignore-unsigned-files", false, "accept files the signature does not list (only signed files are checked)")
@@ -101,6 +105,16 @@ func (v *verifierFlags) verifier(method string) (verify.Verifier, error) {
 			_, tr, err := sign.ParseTrustConfig(data)
 			if err != nil || tr == nil {
 				return nil, usageErr("--trust-config %s: no trusted root (%v)", v.trustConfig, err)
+			}
+			sv.Trusted = tr
+		default:
+			tr, from, err := verify.RefreshedTrustedRoot(context.Background(), verify.TrustedRootOptions{
+				Offline: v.offline || os.Getenv("MODELSEAL_OFFLINE") != ""})
+			if err != nil {
+				return nil, withCode(exitIntern, err)
+			}
+			if v.stderr != nil {
+				fmt.Fprintln(v.stderr, "modelseal: using the "+from)
 			}
 			sv.Trusted = tr
 		}
@@ -173,7 +187,7 @@ Exit codes: 0 verified, 1 verification failed, 2 an input could not be read, 3 u
 
 func newVerifyMethodCmd(stdout, stderr io.Writer, method string) *cobra.Command {
 	var (
-		vf  verifierFlags
+		vf  = verifierFlags{stderr: stderr}
 		sig string
 		rf  registryFlags
 		sc  scanFlags
