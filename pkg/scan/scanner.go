@@ -16,8 +16,9 @@ import (
 )
 
 // HeadSize is how many leading bytes a Scanner's Match sees (fewer when the
-// stream is shorter). It covers the tar magic at offset 257.
-const HeadSize = 1024
+// stream is shorter). It covers the tar magic at offset 257 and an HDF5
+// signature after a user block of up to 2 KB.
+const HeadSize = 4096
 
 // Input is one byte stream to scan: a file, or a member of a container.
 type Input struct {

@@ -470,11 +470,19 @@ type H5Scanner struct{}
 // Format implements scan.Scanner.
 func (H5Scanner) Format() string { return "hdf5" }
 
-// Match implements scan.Scanner: the HDF5 signature at offset 0 or 512.
-// Superblocks after a user block of 1024 bytes or more lie beyond the head
-// the registry shows and are not recognised.
+// Match implements scan.Scanner: the HDF5 signature at offset 0 or after a
+// user block of 512, 1024 or 2048 bytes (as far as scan.HeadSize reaches;
+// larger user blocks are not recognised).
 func (H5Scanner) Match(head []byte, size int64) bool {
-	return bytes.HasPrefix(head, hdf5Magic) || len(head) >= 520 && bytes.Equal(head[512:520], hdf5Magic)
+	if bytes.HasPrefix(head, hdf5Magic) {
+		return true
+	}
+	for off := 512; off+len(hdf5Magic) <= len(head); off *= 2 {
+		if bytes.Equal(head[off:off+len(hdf5Magic)], hdf5Magic) {
+			return true
+		}
+	}
+	return false
 }
 
 // Scan implements scan.Scanner.
