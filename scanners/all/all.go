@@ -1,7 +1,8 @@
 // Package all is the registry of every format scanner modelseal has, in the
 // order they are tried. Specific formats come before general ones: a PyTorch
 // zip is a zip, a joblib file is a pickle, and the pickle scanner, which
-// recognises almost any byte stream's first opcode, comes last.
+// recognises almost any byte stream's first opcode, comes last but for the
+// Jinja template scanner, which takes the text pickle declines.
 package all
 
 import (
@@ -46,5 +47,8 @@ func Scanners() []scan.Scanner {
 		hfconfig.Scanner{},
 		torchlegacy.New(),
 		pickle.Scanner{},
+		// Text with Jinja tags: after pickle, since a protocol-0 pickle is
+		// text too and must never be taken for a template.
+		hfconfig.JinjaScanner{},
 	}
 }
