@@ -15,6 +15,7 @@ import (
 	"math/bits"
 	"sort"
 	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/modelseal/modelseal/pkg/finding"
@@ -584,6 +585,9 @@ func (Scanner) Scan(ctx context.Context, in scan.Input, env *scan.Env) error {
 	env.SetMeta(in, "gguf.version", f.Version)
 	env.SetMeta(in, "gguf.tensors", len(f.Tensors))
 	env.SetMeta(in, "gguf.parameters", f.Parameters)
+	if dts := f.dtypes(); len(dts) > 0 {
+		env.SetMeta(in, "gguf.dtypes", dts)
+	}
 	for k, v := range f.General {
 		env.SetMeta(in, "gguf.general."+k, v)
 	}
@@ -601,4 +605,19 @@ func (Scanner) Scan(ctx context.Context, in scan.Input, env *scan.Env) error {
 		}
 	}
 	return nil
+}
+
+// dtypes returns the sorted names of the ggml types the tensors use
+// (the model's precision and quantisation, for the BOM).
+func (f *File) dtypes() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range f.Tensors {
+		if int(t.Type) < len(ggmlTypes) && ggmlTypes[t.Type].name != "" && !seen[ggmlTypes[t.Type].name] {
+			seen[ggmlTypes[t.Type].name] = true
+			out = append(out, ggmlTypes[t.Type].name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

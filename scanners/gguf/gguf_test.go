@@ -270,6 +270,9 @@ func TestMetadata(t *testing.T) {
 	if !slices.Equal(f.Formats, []string{"gguf"}) || len(f.Findings) != 0 {
 		t.Fatalf("formats %v findings %v", f.Formats, f.Findings)
 	}
+	if dts, _ := m["gguf.dtypes"].([]string); !slices.Equal(dts, []string{"F32", "Q8_0"}) {
+		t.Fatalf("dtypes %v", m["gguf.dtypes"])
+	}
 }
 
 func TestTemplateFindingEvidence(t *testing.T) {
