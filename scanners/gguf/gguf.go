@@ -13,9 +13,9 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"sort"
 	"strconv"
-	"slices"
 	"strings"
 
 	"github.com/modelseal/modelseal/pkg/finding"
