@@ -53,6 +53,7 @@ var ruleDescriptions = map[string]string{
 	"tf/file-op":    "A TensorFlow graph reads, writes, lists or deletes files (ReadFile, WriteFile, MatchingFiles, ImmutableConst, PrintV2 to a file).",
 	"tf/library-op": "A TensorFlow graph uses an op that loads a native library.",
 	"tf/saver-op":   "Checkpoint ops (Save/Restore/MergeV2Checkpoints): info for a graph's saver, medium when a constant file name is absolute or climbs with '..'.",
+	"tf/custom-op":  "A SavedModel graph uses a namespaced custom op (\"Addons>GeluImpl\"): native code from an op library must be loaded to run it.",
 
 	// scanners/safetensors
 	"safetensors/invalid-header":         "A safetensors header breaks the format (dtype, shape, offsets, contiguity, metadata types, buffer size): the reference loader refuses it, and lenient parsers may read something else.",

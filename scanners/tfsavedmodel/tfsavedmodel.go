@@ -35,6 +35,7 @@ const (
 	RuleFileOp    = "tf/file-op"
 	RuleLibraryOp = "tf/library-op"
 	RuleSaverOp   = "tf/saver-op"
+	RuleCustomOp  = "tf/custom-op"
 )
 
 // Limits.
@@ -315,6 +316,12 @@ func (w *walker) node(f field, fn string) error {
 	}
 	r, ok := ops[op]
 	if !ok {
+		if strings.Contains(op, ">") {
+			// TensorFlow's own ops are never namespaced; "Addons>GeluImpl"
+			// style names come from custom op libraries (native .so code
+			// that tf.load_op_library must load before the graph runs).
+			w.report(RuleCustomOp, finding.Medium, f.off, fmt.Sprintf("node %q uses op %s, a namespaced custom op: its native library must be loaded to run the graph", where, op), op, nil)
+		}
 		return nil
 	}
 	if r.rule == RuleSaverOp {

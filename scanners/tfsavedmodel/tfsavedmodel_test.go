@@ -157,6 +157,7 @@ func TestScan(t *testing.T) {
 		{name: "malicious graph", data: maliciousGraph(), format: "tf-savedmodel",
 			blocked: []string{RulePythonOp, RuleFileOp, RuleSaverOp, RuleFileOp, RuleFileOp}, message: "file:///tmp/modelseal-harmless.log"},
 		{name: "eager py func in a function", data: savedModel(nil, function("f", node("e", "EagerPyFunc", nil))), format: "tf-savedmodel", blocked: []string{RulePythonOp}},
+		{name: "namespaced custom op", data: savedModel([][]byte{node("g", "Addons>GeluImpl", nil)}), format: "tf-savedmodel", blocked: []string{RuleCustomOp}},
 		{name: "saved model without schema version", data: savedModel([][]byte{node("r", "ReadFile", nil)})[2:], format: "tf-savedmodel", blocked: []string{RuleFileOp}},
 		{name: "benign keras metadata", data: benignMeta(), format: "keras-metadata-pb"},
 		{name: "lambda in keras metadata", data: maliciousMeta(), format: "keras-metadata-pb", blocked: []string{"keras/lambda", "keras/lambda"}, message: "root.layer-0"},
