@@ -255,6 +255,24 @@ func (m *machine) pop() (*value, error) {
 	return v, nil
 }
 
+// pop2 pops two values: b was on top, a below it.
+func (m *machine) pop2() (a, b *value, err error) {
+	if b, err = m.pop(); err != nil {
+		return nil, nil, err
+	}
+	a, err = m.pop()
+	return a, b, err
+}
+
+// popTop pops the top value and returns it with the value then on top.
+func (m *machine) popTop() (popped, top *value, err error) {
+	if popped, err = m.pop(); err != nil {
+		return nil, nil, err
+	}
+	top, err = m.top()
+	return popped, top, err
+}
+
 func (m *machine) top() (*value, error) {
 	if len(m.stack) <= m.fence() {
 		return nil, errUnderflow
@@ -497,11 +515,7 @@ func (m *machine) step(op byte) (bool, error) {
 		s := rawUnicodeEscape(l)
 		return false, m.push(m.text(kStr, []byte(s), int64(len(s))))
 	case opAppend:
-		v, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		l, err := m.top()
+		v, l, err := m.popTop()
 		if err != nil {
 			return false, err
 		}
@@ -519,11 +533,7 @@ func (m *machine) step(op byte) (bool, error) {
 			l.items = append(l.items, items[:min(len(items), max(maxItems-len(l.items), 0))]...)
 		}
 	case opBuild:
-		state, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		obj, err := m.top()
+		state, obj, err := m.popTop()
 		if err != nil {
 			return false, err
 		}
@@ -531,11 +541,7 @@ func (m *machine) step(op byte) (bool, error) {
 	case opGlobal, opInst:
 		return false, m.global(op)
 	case opStackGlobal:
-		name, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		mod, err := m.pop()
+		mod, name, err := m.pop2()
 		if err != nil {
 			return false, err
 		}
@@ -593,11 +599,7 @@ func (m *machine) step(op byte) (bool, error) {
 			return false, err
 		}
 	case opSetItem:
-		v, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		k, err := m.pop()
+		k, v, err := m.pop2()
 		if err != nil {
 			return false, err
 		}
@@ -648,22 +650,14 @@ func (m *machine) step(op byte) (bool, error) {
 		}
 		return false, m.memoPut(int64(len(m.memo)), v)
 	case opReduce:
-		args, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		fn, err := m.top()
+		args, fn, err := m.popTop()
 		if err != nil {
 			return false, err
 		}
 		res := m.call(fn, args)
 		m.stack[len(m.stack)-1] = res
 	case opNewObj:
-		args, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		cls, err := m.pop()
+		cls, args, err := m.pop2()
 		if err != nil {
 			return false, err
 		}
@@ -672,11 +666,7 @@ func (m *machine) step(op byte) (bool, error) {
 		if _, err := m.pop(); err != nil { // kwargs
 			return false, err
 		}
-		args, err := m.pop()
-		if err != nil {
-			return false, err
-		}
-		cls, err := m.pop()
+		cls, args, err := m.pop2()
 		if err != nil {
 			return false, err
 		}
